@@ -1,0 +1,161 @@
+//! `Queue` on SQLite, with the semantics of SQS that Tally relies on:
+//! visibility timeouts, FIFO groups (one group's messages in order, none
+//! while an earlier one is in flight), deduplication ids for five minutes,
+//! and redrive to `<queue>-dlq` after `max_receives` receives.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rusqlite::{Connection, params};
+use tally_core::ports::{Message, Queue, Received, queues};
+
+use crate::db::Embedded;
+use crate::error::Error;
+
+/// SQS keeps deduplication ids for five minutes; so do we.
+const DEDUP_WINDOW_MS: i64 = 5 * 60 * 1000;
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// Inserts one message inside the caller's transaction (also used for the
+/// outbox of `Store::commit`).
+pub(crate) fn insert_message(conn: &Connection, queue: &str, m: &Message) -> Result<(), Error> {
+    let now = now_ms();
+    if let Some(id) = &m.dedup_id {
+        conn.prepare_cached("DELETE FROM dedup WHERE queue = ?1 AND id = ?2 AND expires_at <= ?3")?
+            .execute(params![queue, id, now])?;
+        let fresh = conn
+            .prepare_cached(
+                "INSERT OR IGNORE INTO dedup (queue, id, expires_at) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![queue, id, now + DEDUP_WINDOW_MS])?;
+        if fresh == 0 {
+            // Accepted, as SQS does, but not delivered twice.
+            return Ok(());
+        }
+    }
+    conn.prepare_cached(
+        "INSERT INTO messages (queue, grp, body, visible_at) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![queue, m.group, m.body, now])?;
+    Ok(())
+}
+
+#[async_trait]
+impl Queue for Embedded {
+    async fn send(&self, queue: &str, messages: Vec<Message>) -> tally_core::Result<()> {
+        let queue = queue.to_owned();
+        Ok(self
+            .call(move |conn| {
+                let t = conn.transaction()?;
+                for m in &messages {
+                    insert_message(&t, &queue, m)?;
+                }
+                t.commit()?;
+                Ok(())
+            })
+            .await?)
+    }
+
+    async fn receive(
+        &self,
+        queue: &str,
+        max: usize,
+        visibility: Duration,
+    ) -> tally_core::Result<Vec<Received>> {
+        let queue = queue.to_owned();
+        let max_receives = self.max_receives;
+        Ok(self
+            .call(move |conn| {
+                let t = conn.transaction()?;
+                let now = now_ms();
+                // Redrive: a message received max_receives times and still
+                // not deleted is poison; park it in the DLQ.
+                t.prepare_cached(
+                    "UPDATE messages SET queue = ?1, receive_count = 0, receipt = NULL
+                     WHERE queue = ?2 AND visible_at <= ?3 AND receive_count >= ?4",
+                )?
+                .execute(params![queues::dead_letter(&queue), queue, now, max_receives])?;
+                let picked: Vec<(i64, String, Option<String>, u32)> = {
+                    let mut stmt = t.prepare_cached(
+                        "SELECT id, body, grp, receive_count FROM messages m
+                         WHERE queue = ?1 AND visible_at <= ?2
+                           AND (grp IS NULL OR NOT EXISTS (
+                                SELECT 1 FROM messages o
+                                WHERE o.queue = m.queue AND o.grp = m.grp AND o.id < m.id AND o.visible_at > ?2))
+                         ORDER BY id LIMIT ?3",
+                    )?;
+                    stmt.query_map(params![queue, now, max as i64], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                    })?
+                    .collect::<Result<_, _>>()?
+                };
+                let visible_at = now + visibility.as_millis() as i64;
+                let mut out = Vec::with_capacity(picked.len());
+                for (id, body, group, count) in picked {
+                    let receipt = format!("{id}-{}", uuid::Uuid::new_v4().simple());
+                    t.prepare_cached(
+                        "UPDATE messages SET visible_at = ?1, receive_count = receive_count + 1, receipt = ?2
+                         WHERE id = ?3",
+                    )?
+                    .execute(params![visible_at, receipt, id])?;
+                    out.push(Received {
+                        receipt,
+                        body,
+                        group,
+                        receive_count: count + 1,
+                    });
+                }
+                t.commit()?;
+                Ok(out)
+            })
+            .await?)
+    }
+
+    async fn delete(&self, queue: &str, receipt: &str) -> tally_core::Result<()> {
+        let (queue, receipt) = (queue.to_owned(), receipt.to_owned());
+        Ok(self
+            .call(move |conn| {
+                conn.prepare_cached("DELETE FROM messages WHERE queue = ?1 AND receipt = ?2")?
+                    .execute(params![queue, receipt])?;
+                Ok(())
+            })
+            .await?)
+    }
+
+    async fn retry_after(
+        &self,
+        queue: &str,
+        receipt: &str,
+        delay: Duration,
+    ) -> tally_core::Result<()> {
+        let (queue, receipt) = (queue.to_owned(), receipt.to_owned());
+        Ok(self
+            .call(move |conn| {
+                conn.prepare_cached(
+                    "UPDATE messages SET visible_at = ?1 WHERE queue = ?2 AND receipt = ?3",
+                )?
+                .execute(params![
+                    now_ms() + delay.as_millis() as i64,
+                    queue,
+                    receipt
+                ])?;
+                Ok(())
+            })
+            .await?)
+    }
+
+    async fn depth(&self, queue: &str) -> tally_core::Result<u64> {
+        let queue = queue.to_owned();
+        Ok(self
+            .call(move |conn| {
+                let n: i64 = conn
+                    .prepare_cached("SELECT COUNT(*) FROM messages WHERE queue = ?1")?
+                    .query_row([queue], |r| r.get(0))?;
+                Ok(n as u64)
+            })
+            .await?)
+    }
+}
