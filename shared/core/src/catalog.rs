@@ -336,6 +336,69 @@ fn is_alias(s: &str) -> bool {
     matches!(s.split_once(':'), Some((p, id)) if !p.is_empty() && !id.is_empty() && s.len() <= 256)
 }
 
+/// Checks a well-formed event against what the merchant configured: every
+/// SKU it names has a product, and money is in that product's currency.
+/// Returns every reason, each naming the field.
+pub fn check_event(event: &crate::event::Event, products: &BTreeMap<Sku, Product>) -> Reasons {
+    use crate::event::EventBody;
+    let mut r = Reasons::new();
+    let mut known = |field: &str, sku: &Sku| -> Option<&Product> {
+        let p = products.get(sku);
+        if p.is_none() {
+            r.push(
+                field,
+                format!(
+                    "unknown SKU {:?}: no product is configured for it",
+                    sku.as_str()
+                ),
+            );
+        }
+        p
+    };
+    let mut mismatched = vec![];
+    match &event.body {
+        EventBody::OrderPlaced(o) => {
+            for (i, line) in o.lines.iter().enumerate() {
+                if let Some(p) = known(&format!("data.lines[{i}].sku"), &line.sku)
+                    && p.currency != o.currency
+                {
+                    mismatched.push((
+                        "data.currency".to_owned(),
+                        format!(
+                            "{} does not match {}'s currency {}",
+                            o.currency, line.sku, p.currency
+                        ),
+                    ));
+                }
+            }
+        }
+        EventBody::OrderFulfilled { lines, .. } => {
+            for (i, line) in lines.iter().enumerate() {
+                known(&format!("data.lines[{i}].sku"), &line.sku);
+            }
+        }
+        EventBody::PriceCompetitorObserved { sku, currency, .. }
+        | EventBody::ProductCostChanged { sku, currency, .. } => {
+            if let Some(p) = known("data.sku", sku)
+                && p.currency != *currency
+            {
+                mismatched.push((
+                    "data.currency".to_owned(),
+                    format!("{currency} does not match {sku}'s currency {}", p.currency),
+                ));
+            }
+        }
+        EventBody::StockCounted { sku, .. } | EventBody::StockAdjusted { sku, .. } => {
+            known("data.sku", sku);
+        }
+        _ => {}
+    }
+    for (field, why) in mismatched {
+        r.push(&field, why);
+    }
+    r
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -416,5 +479,26 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("price") && err.contains("aliases[0]"), "{err}");
+    }
+
+    #[test]
+    fn an_event_naming_an_unknown_sku_or_another_currency_is_refused() {
+        let sku = Sku::parse("A").unwrap();
+        let p = Product::parse(&sku, &json!({"currency": "EUR"}), now()).unwrap();
+        let products = BTreeMap::from([(sku, p)]);
+        let e = crate::event::parse_event(
+            &json!({"id": "1", "type": "order.placed", "occurred_at": "2026-01-01T00:00:00Z",
+                    "data": {"order_id": "9", "channel": "c", "currency": "USD",
+                             "lines": [{"sku": "A", "qty": 1, "unit_price": "1"},
+                                       {"sku": "B", "qty": 1, "unit_price": "1"}]}}),
+            now(),
+        )
+        .unwrap();
+        let r = check_event(&e, &products).to_string();
+        assert!(r.contains("data.lines[1].sku: unknown SKU \"B\""), "{r}");
+        assert!(
+            r.contains("data.currency: USD does not match A's currency EUR"),
+            "{r}"
+        );
     }
 }

@@ -43,6 +43,23 @@ pub(crate) fn insert_message(conn: &Connection, queue: &str, m: &Message) -> Res
     Ok(())
 }
 
+impl Embedded {
+    /// Makes every in-flight message visible again. Only for start-up of a
+    /// single-process deployment: whatever was in flight belonged to a run
+    /// that died, and waiting out its visibility timeout would stall each
+    /// FIFO group it held.
+    pub async fn recover_in_flight(&self) -> Result<usize, Error> {
+        self.call(|conn| {
+            let n = conn.execute(
+                "UPDATE messages SET visible_at = ?1, receipt = NULL WHERE visible_at > ?1 AND receipt IS NOT NULL",
+                [now_ms()],
+            )?;
+            Ok(n)
+        })
+        .await
+    }
+}
+
 #[async_trait]
 impl Queue for Embedded {
     async fn send(&self, queue: &str, messages: Vec<Message>) -> tally_core::Result<()> {

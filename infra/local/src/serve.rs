@@ -1,0 +1,103 @@
+//! `tally serve`: open the database, start the workers, serve the Router,
+//! and on SIGTERM or Ctrl-C stop taking requests, let the workers finish the
+//! message in hand, and exit. Anything accepted but not yet applied is on
+//! disk and is picked up at the next start.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tally_app::Tally;
+use tally_app::http::{AppState, router};
+use tally_embedded::Embedded;
+use tokio::sync::{Notify, watch};
+
+pub fn run(addr: SocketAddr, data: PathBuf) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(serve(addr, data))
+}
+
+async fn serve(addr: SocketAddr, data: PathBuf) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&data).with_context(|| format!("creating {}", data.display()))?;
+    let db_path = data.join("tally.db");
+    let db = Embedded::open(&db_path).with_context(|| format!("opening {}", db_path.display()))?;
+    let recovered = db.recover_in_flight().await?;
+    if recovered > 0 {
+        tracing::info!(
+            recovered,
+            "picked up messages a previous run was processing"
+        );
+    }
+    let tally = Tally::new(Arc::new(db.clone()), Arc::new(db));
+    let admin_token = admin_token();
+
+    let wake = Arc::new(Notify::new());
+    let (stop, stopped) = watch::channel(false);
+    let worker = tokio::spawn(tally_app::worker::run_inbound(
+        tally.clone(),
+        wake.clone(),
+        stopped,
+    ));
+
+    let app = router(AppState {
+        tally,
+        admin_token: admin_token.into(),
+        wake: Some(wake),
+    });
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding {addr}"))?;
+    let local = listener.local_addr()?;
+    // Tests and scripts read this line to learn the port.
+    println!(
+        "tally listening on http://{local} (data in {})",
+        data.display()
+    );
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    tracing::info!("shutting down");
+    stop.send(true).ok();
+    worker.await.ok();
+    Ok(())
+}
+
+/// The admin token from `TALLY_ADMIN_TOKEN`, or a fresh one printed once.
+fn admin_token() -> String {
+    match std::env::var("TALLY_ADMIN_TOKEN") {
+        Ok(t) if !t.is_empty() => t,
+        _ => {
+            let t = format!(
+                "{}{}",
+                uuid::Uuid::new_v4().simple(),
+                uuid::Uuid::new_v4().simple()
+            );
+            println!("TALLY_ADMIN_TOKEN not set; this run's admin token is: {t}");
+            t
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        tokio::signal::ctrl_c().await.ok();
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

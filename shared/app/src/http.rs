@@ -1,0 +1,204 @@
+//! The one Router: webhooks, canonical events and the admin API. `tally
+//! serve` serves it with hyper; the api and ingest Lambdas serve it with
+//! lambda_http. Handlers only extract, call a step, and shape the answer.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use subtle::ConstantTimeEq;
+use tally_connectors::Headers;
+use tally_core::catalog::Platform;
+use tally_core::ports::queues;
+use tokio::sync::Notify;
+
+use crate::ingest::MAX_BODY;
+use crate::{AppError, Tally};
+
+#[derive(Clone)]
+pub struct AppState {
+    pub tally: Tally,
+    /// The bearer token of the admin API.
+    pub admin_token: Arc<str>,
+    /// Woken after each accepted delivery (the local worker waits on it).
+    pub wake: Option<Arc<Notify>>,
+}
+
+pub fn router(state: AppState) -> Router {
+    let admin = Router::new()
+        .route("/v1/sources/{source}", put(put_source).get(get_source))
+        .route("/v1/locations/{location}", put(put_location))
+        .route("/v1/products/{sku}", put(put_product).get(get_product))
+        .route("/v1/stock/{sku}", get(get_stock))
+        .route("/v1/audit", get(get_audit))
+        .route("/v1/quarantine", get(get_quarantine))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_admin));
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/events/{source}", post(post_events))
+        .route("/webhooks/{platform}/{source}", post(post_webhook))
+        .merge(admin)
+        .fallback(|| async { AppError::NotFound("route".into()) })
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(state)
+}
+
+async fn require_admin(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    let presented = req
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    // Constant time, so the token cannot be guessed byte by byte.
+    if presented.as_bytes().ct_eq(s.admin_token.as_bytes()).into() {
+        next.run(req).await
+    } else {
+        AppError::Unauthorized("a valid Authorization: Bearer token is required".into())
+            .into_response()
+    }
+}
+
+fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, AppError> {
+    body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            AppError::TooLarge(MAX_BODY)
+        } else {
+            AppError::BadRequest(e.body_text())
+        }
+    })
+}
+
+fn json_body(body: Result<Bytes, BytesRejection>) -> Result<Value, AppError> {
+    let bytes = body_bytes(body)?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| AppError::BadRequest(format!("body is not valid JSON: {e}")))
+}
+
+fn lowercase_headers(h: &HeaderMap) -> Headers {
+    h.iter()
+        .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+        .collect()
+}
+
+async fn healthz(State(s): State<AppState>) -> Result<Json<Value>, AppError> {
+    let pending = s.tally.queue.depth(queues::INBOUND).await?;
+    Ok(Json(json!({"status": "ok", "inbound_pending": pending})))
+}
+
+async fn accept(
+    s: &AppState,
+    platform: Platform,
+    source: &str,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<Value>), AppError> {
+    let body = body_bytes(body)?;
+    let n = s
+        .tally
+        .ingest(platform, source, &lowercase_headers(headers), &body)
+        .await?;
+    if let Some(w) = &s.wake {
+        w.notify_one();
+    }
+    Ok((StatusCode::ACCEPTED, Json(json!({"accepted": n}))))
+}
+
+async fn post_events(
+    State(s): State<AppState>,
+    Path(source): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<Value>), AppError> {
+    accept(&s, Platform::Tally, &source, &headers, body).await
+}
+
+async fn post_webhook(
+    State(s): State<AppState>,
+    Path((platform, source)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<Value>), AppError> {
+    let platform = match Platform::parse(&platform) {
+        Ok(Platform::Tally) | Err(_) => {
+            return Err(AppError::NotFound(format!("webhook platform {platform:?}")));
+        }
+        Ok(p) => p,
+    };
+    accept(&s, platform, &source, &headers, body).await
+}
+
+async fn put_source(
+    State(s): State<AppState>,
+    Path(source): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, AppError> {
+    Ok(Json(s.tally.put_source(&source, &json_body(body)?).await?))
+}
+
+async fn get_source(
+    State(s): State<AppState>,
+    Path(source): Path<String>,
+) -> Result<Json<Value>, AppError> {
+    Ok(Json(s.tally.get_source(&source).await?))
+}
+
+async fn put_location(
+    State(s): State<AppState>,
+    Path(location): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, AppError> {
+    Ok(Json(
+        s.tally.put_location(&location, &json_body(body)?).await?,
+    ))
+}
+
+async fn put_product(
+    State(s): State<AppState>,
+    Path(sku): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, AppError> {
+    Ok(Json(s.tally.put_product(&sku, &json_body(body)?).await?))
+}
+
+async fn get_product(
+    State(s): State<AppState>,
+    Path(sku): Path<String>,
+) -> Result<Json<Value>, AppError> {
+    Ok(Json(s.tally.get_product(&sku).await?))
+}
+
+async fn get_stock(
+    State(s): State<AppState>,
+    Path(sku): Path<String>,
+) -> Result<Json<Value>, AppError> {
+    Ok(Json(s.tally.stock_view(&sku).await?))
+}
+
+#[derive(Deserialize)]
+struct AuditQuery {
+    entity: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn get_audit(
+    State(s): State<AppState>,
+    Query(q): Query<AuditQuery>,
+) -> Result<Json<Value>, AppError> {
+    let entity = q.entity.ok_or_else(|| {
+        AppError::BadRequest("query parameter entity is required, e.g. entity=price:SKU".into())
+    })?;
+    Ok(Json(s.tally.audit(&entity, q.limit.unwrap_or(100)).await?))
+}
+
+async fn get_quarantine(State(s): State<AppState>) -> Result<Json<Value>, AppError> {
+    Ok(Json(s.tally.quarantine_list().await?))
+}

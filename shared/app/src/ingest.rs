@@ -1,0 +1,78 @@
+//! The front door: a delivery is verified against its source's secret and
+//! queued durably, and only then acknowledged. Nothing else happens here, so
+//! the answer is fast and never a 5xx for a well-signed payload unless the
+//! queue itself is down (design rules 6 and 7).
+
+use std::collections::BTreeMap;
+
+use tally_connectors::Headers;
+use tally_core::SourceName;
+use tally_core::catalog::{Platform, Source};
+use tally_core::entity::Key;
+use tally_core::inbound::Delivery;
+use tally_core::ports::{Message, queues};
+
+use crate::{AppError, Tally};
+
+/// Largest body accepted (413 above it).
+pub const MAX_BODY: usize = 1 << 20;
+
+impl Tally {
+    /// Verifies and queues one delivery; returns how many events it holds.
+    /// `platform` is the one the route names (`None` for `/events`, which
+    /// is Tally's own scheme).
+    pub async fn ingest(
+        &self,
+        platform: Platform,
+        source: &str,
+        headers: &Headers,
+        body: &[u8],
+    ) -> Result<usize, AppError> {
+        let unknown = || AppError::NotFound(format!("{} source {source:?}", platform.as_str()));
+        let name = SourceName::parse(source).map_err(|_| unknown())?;
+        let src = self.source(&name).await?.ok_or_else(unknown)?;
+        if src.platform != platform {
+            return Err(unknown());
+        }
+        let now = self.now();
+        tally_connectors::verify(platform, &src.secret, headers, body, now).map_err(|e| {
+            tracing::warn!(source = %name, reason = %e, "refused a delivery");
+            AppError::Unauthorized(e.to_string())
+        })?;
+        let accepted = tally_connectors::count_events(platform, body);
+        let kept: BTreeMap<String, String> = tally_connectors::kept_headers(platform)
+            .iter()
+            .filter_map(|h| headers.get(*h).map(|v| ((*h).to_owned(), v.clone())))
+            .collect();
+        let delivery = Delivery {
+            id: uuid::Uuid::now_v7().to_string(),
+            source: name,
+            platform,
+            received_at: now,
+            headers: kept,
+            body: String::from_utf8_lossy(body).into_owned(),
+        };
+        let body =
+            serde_json::to_string(&delivery).map_err(|e| AppError::Internal(e.to_string()))?;
+        self.queue
+            .send(
+                queues::INBOUND,
+                vec![Message {
+                    body,
+                    group: Some(delivery.source.to_string()),
+                    dedup_id: Some(delivery.id.clone()),
+                }],
+            )
+            .await?;
+        Ok(accepted)
+    }
+
+    pub async fn source(&self, name: &SourceName) -> Result<Option<Source>, AppError> {
+        let got = self.store.get(&[Key::source(name)]).await?;
+        Ok(got
+            .into_iter()
+            .next()
+            .flatten()
+            .and_then(|v| v.value.into_source()))
+    }
+}

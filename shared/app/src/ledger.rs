@@ -1,0 +1,109 @@
+//! The update-stock step: one ledger event through the persistence
+//! primitive. Read what the event touches, decide (pure, in tally-core),
+//! commit state + audit + idempotency marker + follow-ups together; on a
+//! version conflict, read again and decide again.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use tally_core::audit::Cause;
+use tally_core::entity::{Entity, Key, Versioned};
+use tally_core::event::Event;
+use tally_core::ledger::{self, Snapshot};
+use tally_core::ports::{Expect, OutboxMessage, Put, Transaction, queues};
+use tally_core::{Sku, SourceName};
+
+use crate::pipeline::{Outcome, event_message, idempotency_key};
+use crate::{AppError, Tally};
+
+/// Conflicts come from concurrent writers on a hot SKU; each retry reads
+/// fresh state, so a handful always suffices unless something is wrong.
+const MAX_ATTEMPTS: u32 = 50;
+
+impl Tally {
+    pub async fn apply_to_ledger(
+        &self,
+        source: &SourceName,
+        event: &Event,
+    ) -> Result<Outcome, AppError> {
+        let idem = idempotency_key(source, event);
+        for attempt in 0..MAX_ATTEMPTS {
+            if self.store.was_applied(&idem).await? {
+                return Ok(Outcome::Duplicate);
+            }
+            let tx = self.decide(event, &idem).await?;
+            match self.store.commit(tx).await {
+                Ok(()) => return Ok(Outcome::Applied),
+                Err(tally_core::Error::AlreadyApplied(_)) => return Ok(Outcome::Duplicate),
+                Err(tally_core::Error::Conflict(key)) => {
+                    tracing::debug!(%key, attempt, "conflict, retrying from a fresh read");
+                    tokio::time::sleep(Duration::from_millis(u64::from(attempt.min(10)))).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(AppError::Unavailable(format!(
+            "{idem}: still conflicting after {MAX_ATTEMPTS} attempts"
+        )))
+    }
+
+    /// Loads what `event` touches and turns the ledger's decision into one
+    /// transaction.
+    async fn decide(&self, event: &Event, idem: &str) -> Result<Transaction, AppError> {
+        let order = match event.body.order_id() {
+            Some(id) => self.store.get(&[Key::order(id)]).await?.pop().flatten(),
+            None => None,
+        };
+        let order_record = order.as_ref().and_then(|v| v.value.as_order().cloned());
+        let skus: Vec<Sku> = ledger::skus_needed(&event.body, order_record.as_ref())
+            .into_iter()
+            .collect();
+        let keys: Vec<Key> = skus.iter().map(Key::stock).collect();
+        let loaded: BTreeMap<Sku, Versioned<Entity>> = skus
+            .into_iter()
+            .zip(self.store.get(&keys).await?)
+            .filter_map(|(sku, v)| v.map(|v| (sku, v)))
+            .collect();
+        let snapshot = Snapshot {
+            stocks: loaded
+                .iter()
+                .filter_map(|(sku, v)| v.value.as_stock().map(|s| (sku.clone(), s.clone())))
+                .collect(),
+            order: order_record,
+        };
+        let cause = Cause::system(idem, self.now());
+        let out = ledger::apply(&snapshot, event, &cause);
+
+        let mut puts: Vec<Put> = out
+            .stocks
+            .into_iter()
+            .map(|s| Put {
+                expect: Expect::from_loaded(loaded.get(&s.sku)),
+                entity: Entity::Stock(s),
+            })
+            .collect();
+        if let Some(o) = out.order {
+            puts.push(Put {
+                expect: Expect::from_loaded(order.as_ref()),
+                entity: Entity::Order(o),
+            });
+        }
+        let outbox = out
+            .follow_ups
+            .iter()
+            .map(|f| {
+                Ok(OutboxMessage {
+                    queue: queues::ORDER.to_owned(),
+                    message: event_message(f, Some(&f.id))?,
+                })
+            })
+            .collect::<Result<_, AppError>>()?;
+        Ok(Transaction {
+            puts,
+            deletes: vec![],
+            audit: out.audit,
+            applied: Some(idem.to_owned()),
+            outbox,
+        })
+    }
+}

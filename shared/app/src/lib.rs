@@ -1,0 +1,61 @@
+//! tally-app: Tally's steps, written once over the ports, and the HTTP
+//! surface. `tally serve` runs them on SQLite in one process; the Lambda
+//! functions run the same code on DynamoDB and SQS.
+//!
+//! # Layout
+//!
+//! - [`ingest`]: verify a delivery and queue it durably (the only thing done
+//!   before answering 202).
+//! - [`pipeline`]: translate, check against the catalog, then quarantine,
+//!   apply to the ledger, or forward to the next workflow's queue.
+//! - [`ledger`]: apply a ledger event with the persistence primitive,
+//!   retrying from a fresh read on conflict.
+//! - [`admin`]: sources, locations, products, stock views, audit, quarantine.
+//! - [`worker`]: the loop that drains a queue through a step (local mode).
+//! - [`http`]: the one axum Router for webhooks, events and the admin API.
+
+pub mod admin;
+pub mod error;
+pub mod http;
+pub mod ingest;
+pub mod ledger;
+pub mod pipeline;
+pub mod worker;
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use tally_core::ports::{Clock, Queue, Store};
+
+pub use error::AppError;
+
+/// The wall clock, in UTC.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
+
+/// The ports every step works through, built once per process.
+#[derive(Clone)]
+pub struct Tally {
+    pub store: Arc<dyn Store>,
+    pub queue: Arc<dyn Queue>,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Tally {
+    pub fn new(store: Arc<dyn Store>, queue: Arc<dyn Queue>) -> Self {
+        Self {
+            store,
+            queue,
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+}

@@ -1,0 +1,174 @@
+//! The validate step: a queued delivery becomes canonical events, each
+//! checked against the catalog, then quarantined with its reasons, applied
+//! to the ledger, or forwarded to the workflow that owns it.
+//!
+//! Every outcome is idempotent: a delivery processed twice (a retry after a
+//! crash) quarantines into the same entries and applies nothing twice.
+
+use std::collections::BTreeMap;
+
+use serde_json::json;
+use tally_core::audit::Cause;
+use tally_core::catalog::{Product, check_event};
+use tally_core::entity::{Entity, Key};
+use tally_core::event::{Event, EventBody};
+use tally_core::inbound::Delivery;
+use tally_core::ports::{Expect, Message, OutboxMessage, Put, Transaction, queues};
+use tally_core::quarantine::QuarantineEntry;
+use tally_core::{Reasons, Sku, SourceName};
+
+use crate::{AppError, Tally};
+
+/// What became of one event of a delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Applied,
+    Duplicate,
+    Forwarded(&'static str),
+    Quarantined(String),
+}
+
+impl Tally {
+    /// Processes one message of the inbound queue.
+    pub async fn process_delivery(&self, delivery: &Delivery) -> Result<Vec<Outcome>, AppError> {
+        let now = self.now();
+        let mut outcomes = vec![];
+        for (index, t) in tally_connectors::translate(delivery, now)
+            .into_iter()
+            .enumerate()
+        {
+            let outcome = match t.result {
+                Ok(event) => match self.check(&event).await? {
+                    reasons if reasons.is_empty() => self.route(&delivery.source, &event).await?,
+                    reasons => self.quarantine(delivery, index, t.payload, reasons).await?,
+                },
+                Err(reasons) => self.quarantine(delivery, index, t.payload, reasons).await?,
+            };
+            outcomes.push(outcome);
+        }
+        Ok(outcomes)
+    }
+
+    /// Every reason the catalog refuses `event`.
+    pub async fn check(&self, event: &Event) -> Result<Reasons, AppError> {
+        let products = self.products(event.body.skus().into_iter()).await?;
+        Ok(check_event(event, &products))
+    }
+
+    pub async fn products<'a>(
+        &self,
+        skus: impl Iterator<Item = &'a Sku>,
+    ) -> Result<BTreeMap<Sku, Product>, AppError> {
+        let keys: Vec<Key> = skus.map(Key::product).collect();
+        Ok(self
+            .store
+            .get(&keys)
+            .await?
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.value.into_product())
+            .map(|p| (p.sku.clone(), p))
+            .collect())
+    }
+
+    /// Sends a valid event where it belongs: the ledger applies stock and
+    /// order-lifecycle events; pricing signals and order requests wait on
+    /// their workflow's queue.
+    pub async fn route(&self, source: &SourceName, event: &Event) -> Result<Outcome, AppError> {
+        if event.body.touches_ledger() {
+            return self.apply_to_ledger(source, event).await;
+        }
+        let queue = match event.body {
+            EventBody::PriceCompetitorObserved { .. } | EventBody::ProductCostChanged { .. } => {
+                queues::SIGNAL
+            }
+            _ => queues::ORDER,
+        };
+        self.forward(source, event, queue).await
+    }
+
+    /// Puts `event` on `queue` exactly once: the message goes out in the same
+    /// commit as the event's idempotency marker.
+    async fn forward(
+        &self,
+        source: &SourceName,
+        event: &Event,
+        queue: &'static str,
+    ) -> Result<Outcome, AppError> {
+        let idem = idempotency_key(source, event);
+        let tx = Transaction {
+            applied: Some(idem.clone()),
+            outbox: vec![OutboxMessage {
+                queue: queue.to_owned(),
+                message: event_message(event, Some(&idem))?,
+            }],
+            ..Default::default()
+        };
+        match self.store.commit(tx).await {
+            Ok(()) => Ok(Outcome::Forwarded(queue)),
+            Err(tally_core::Error::AlreadyApplied(_)) => Ok(Outcome::Duplicate),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn quarantine(
+        &self,
+        delivery: &Delivery,
+        index: usize,
+        payload: String,
+        reasons: Reasons,
+    ) -> Result<Outcome, AppError> {
+        let id = QuarantineEntry::id_for(&delivery.id, index);
+        tracing::info!(quarantine = %id, source = %delivery.source, %reasons, "quarantined");
+        let entry = QuarantineEntry {
+            id: id.clone(),
+            source: delivery.source.clone(),
+            platform: delivery.platform,
+            received_at: delivery.received_at,
+            reasons: reasons.clone(),
+            payload,
+            headers: delivery.headers.clone(),
+        };
+        let cause = Cause::system(format!("delivery:{}:{index}", delivery.id), self.now());
+        let record = cause.record(
+            0,
+            format!("quarantine:{id}"),
+            "quarantine.created",
+            serde_json::Value::Null,
+            json!({"source": delivery.source, "reasons": reasons}),
+            json!({"delivery": delivery.id, "index": index}),
+        );
+        let tx = Transaction {
+            puts: vec![Put {
+                entity: Entity::Quarantine(entry),
+                expect: Expect::Absent,
+            }],
+            audit: vec![record],
+            ..Default::default()
+        };
+        match self.store.commit(tx).await {
+            // Already there: this delivery was processed before a crash.
+            Ok(()) | Err(tally_core::Error::Conflict(_)) => Ok(Outcome::Quarantined(id)),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// Source + event id: the same event from the same source applies once.
+pub fn idempotency_key(source: &SourceName, event: &Event) -> String {
+    format!("{source}:{}", event.id)
+}
+
+/// A canonical event as a queue message, grouped by its order or SKU.
+pub fn event_message(event: &Event, dedup: Option<&str>) -> Result<Message, AppError> {
+    let group = event
+        .body
+        .order_id()
+        .map(|o| o.to_string())
+        .or_else(|| event.body.skus().first().map(|s| s.to_string()));
+    Ok(Message {
+        body: serde_json::to_string(event).map_err(|e| AppError::Internal(e.to_string()))?,
+        group,
+        dedup_id: dedup.map(str::to_owned),
+    })
+}
