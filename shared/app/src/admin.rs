@@ -242,21 +242,6 @@ impl Tally {
         let records = self.store.audit_for(entity, limit.clamp(1, 1000)).await?;
         Ok(json!({"records": records}))
     }
-
-    pub async fn quarantine_list(&self) -> Result<Value, AppError> {
-        let items: Vec<Value> = self
-            .store
-            .list(Kind::Quarantine)
-            .await?
-            .into_iter()
-            .filter_map(|v| v.value.into_quarantine())
-            .map(|q| {
-                json!({"id": q.id, "source": q.source, "platform": q.platform, "received_at": q.received_at,
-                       "reasons": q.reasons, "payload": q.payload, "headers": q.headers})
-            })
-            .collect();
-        Ok(json!({"items": items}))
-    }
 }
 
 fn product_view(p: &Product) -> Value {

@@ -40,6 +40,12 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/stock/{sku}", get(get_stock))
         .route("/v1/audit", get(get_audit))
         .route("/v1/quarantine", get(get_quarantine))
+        .route("/v1/quarantine/{id}/replay", post(replay_quarantined))
+        .route(
+            "/v1/quarantine/{id}",
+            axum::routing::delete(discard_quarantined),
+        )
+        .route("/v1/drift", get(get_drift))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_admin));
     Router::new()
         .route("/healthz", get(healthz))
@@ -201,4 +207,42 @@ async fn get_audit(
 
 async fn get_quarantine(State(s): State<AppState>) -> Result<Json<Value>, AppError> {
     Ok(Json(s.tally.quarantine_list().await?))
+}
+
+/// An optional JSON body: empty means `{}`.
+fn optional_json(body: Result<Bytes, BytesRejection>) -> Result<Value, AppError> {
+    let bytes = body_bytes(body)?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(json!({}));
+    }
+    serde_json::from_slice(&bytes)
+        .map_err(|e| AppError::BadRequest(format!("body is not valid JSON: {e}")))
+}
+
+async fn replay_quarantined(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, AppError> {
+    Ok(Json(
+        s.tally
+            .replay_quarantined(&id, &optional_json(body)?)
+            .await?,
+    ))
+}
+
+async fn discard_quarantined(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, AppError> {
+    Ok(Json(
+        s.tally
+            .discard_quarantined(&id, &optional_json(body)?)
+            .await?,
+    ))
+}
+
+async fn get_drift(State(s): State<AppState>) -> Result<Json<Value>, AppError> {
+    Ok(Json(s.tally.drift().await?))
 }

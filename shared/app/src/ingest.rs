@@ -18,9 +18,9 @@ use crate::{AppError, Tally};
 pub const MAX_BODY: usize = 1 << 20;
 
 impl Tally {
-    /// Verifies and queues one delivery; returns how many events it holds.
-    /// `platform` is the one the route names (`None` for `/events`, which
-    /// is Tally's own scheme).
+    /// Verifies and queues one delivery; returns how many events it holds
+    /// (0 for a platform's data-less ping). `platform` is the one the route
+    /// names (`Tally` for `/events`).
     pub async fn ingest(
         &self,
         platform: Platform,
@@ -33,6 +33,10 @@ impl Tally {
         let src = self.source(&name).await?.ok_or_else(unknown)?;
         if src.platform != platform {
             return Err(unknown());
+        }
+        if tally_connectors::is_ping(platform, headers, body) {
+            tracing::info!(source = %name, "answered a platform's ping");
+            return Ok(0);
         }
         let now = self.now();
         tally_connectors::verify(platform, &src.secret, headers, body, now).map_err(|e| {

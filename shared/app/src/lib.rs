@@ -10,16 +10,20 @@
 //!   apply to the ledger, or forward to the next workflow's queue.
 //! - [`ledger`]: apply a ledger event with the persistence primitive,
 //!   retrying from a fresh read on conflict.
-//! - [`admin`]: sources, locations, products, stock views, audit, quarantine.
+//! - [`admin`]: sources, locations, products, stock views, audit.
+//! - [`quarantine`]: list, replay and discard what validation refused.
+//! - [`drift`]: non-authoritative channels' stock figures against the ledger.
 //! - [`worker`]: the loop that drains a queue through a step (local mode).
 //! - [`http`]: the one axum Router for webhooks, events and the admin API.
 
 pub mod admin;
+pub mod drift;
 pub mod error;
 pub mod http;
 pub mod ingest;
 pub mod ledger;
 pub mod pipeline;
+pub mod quarantine;
 pub mod worker;
 
 use std::sync::Arc;

@@ -8,9 +8,10 @@
 use std::collections::BTreeMap;
 
 use serde_json::json;
+use tally_connectors::{Context, Mappings, Translated};
 use tally_core::audit::Cause;
-use tally_core::catalog::{Product, check_event};
-use tally_core::entity::{Entity, Key};
+use tally_core::catalog::{Location, Platform, Product, Source, check_event};
+use tally_core::entity::{Entity, Key, Kind};
 use tally_core::event::{Event, EventBody};
 use tally_core::inbound::Delivery;
 use tally_core::ports::{Expect, Message, OutboxMessage, Put, Transaction, queues};
@@ -25,21 +26,35 @@ pub enum Outcome {
     Applied,
     Duplicate,
     Forwarded(&'static str),
+    /// A non-authoritative channel's stock figure, kept for drift.
+    ChannelView,
     Quarantined(String),
 }
 
 impl Tally {
     /// Processes one message of the inbound queue.
     pub async fn process_delivery(&self, delivery: &Delivery) -> Result<Vec<Outcome>, AppError> {
-        let now = self.now();
+        let Some(source) = self.source(&delivery.source).await? else {
+            let mut r = Reasons::new();
+            r.push(
+                "source",
+                format!("{} is no longer configured", delivery.source),
+            );
+            return Ok(vec![
+                self.quarantine(delivery, 0, delivery.body.clone(), r)
+                    .await?,
+            ]);
+        };
         let mut outcomes = vec![];
-        for (index, t) in tally_connectors::translate(delivery, now)
+        for (index, t) in self
+            .translate(delivery, &source)
+            .await?
             .into_iter()
             .enumerate()
         {
             let outcome = match t.result {
                 Ok(event) => match self.check(&event).await? {
-                    reasons if reasons.is_empty() => self.route(&delivery.source, &event).await?,
+                    reasons if reasons.is_empty() => self.route(&source, &event).await?,
                     reasons => self.quarantine(delivery, index, t.payload, reasons).await?,
                 },
                 Err(reasons) => self.quarantine(delivery, index, t.payload, reasons).await?,
@@ -47,6 +62,44 @@ impl Tally {
             outcomes.push(outcome);
         }
         Ok(outcomes)
+    }
+
+    /// Translates with the current aliases (platform deliveries only need
+    /// them; canonical events name SKUs and locations directly).
+    pub async fn translate(
+        &self,
+        delivery: &Delivery,
+        source: &Source,
+    ) -> Result<Vec<Translated>, AppError> {
+        let mappings = if delivery.platform == Platform::Tally {
+            Mappings::default()
+        } else {
+            self.mappings().await?
+        };
+        let ctx = Context {
+            source,
+            mappings: &mappings,
+            now: self.now(),
+        };
+        Ok(tally_connectors::translate(delivery, &ctx))
+    }
+
+    async fn mappings(&self) -> Result<Mappings, AppError> {
+        let products: Vec<Product> = self
+            .store
+            .list(Kind::Product)
+            .await?
+            .into_iter()
+            .filter_map(|v| v.value.into_product())
+            .collect();
+        let locations: Vec<Location> = self
+            .store
+            .list(Kind::Location)
+            .await?
+            .into_iter()
+            .filter_map(|v| v.value.into_location())
+            .collect();
+        Ok(Mappings::new(&products, &locations))
     }
 
     /// Every reason the catalog refuses `event`.
@@ -74,10 +127,19 @@ impl Tally {
     /// Sends a valid event where it belongs: the ledger applies stock and
     /// order-lifecycle events; pricing signals and order requests wait on
     /// their workflow's queue.
-    pub async fn route(&self, source: &SourceName, event: &Event) -> Result<Outcome, AppError> {
-        if event.body.touches_ledger() {
-            return self.apply_to_ledger(source, event).await;
+    pub async fn route(&self, source: &Source, event: &Event) -> Result<Outcome, AppError> {
+        let stock_report = matches!(
+            event.body,
+            EventBody::StockCounted { .. } | EventBody::StockAdjusted { .. }
+        );
+        if stock_report && !source.authoritative_stock {
+            // A channel's own figure: kept as its view, never in the ledger.
+            return self.record_channel_view(source, event).await;
         }
+        if event.body.touches_ledger() {
+            return self.apply_to_ledger(&source.name, event).await;
+        }
+        let source = &source.name;
         let queue = match event.body {
             EventBody::PriceCompetitorObserved { .. } | EventBody::ProductCostChanged { .. } => {
                 queues::SIGNAL

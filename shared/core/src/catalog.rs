@@ -57,6 +57,11 @@ pub struct Source {
     pub secret: String,
     pub channel: Channel,
     pub authoritative_stock: bool,
+    /// Where this source's stock and shipments are, when its platform does
+    /// not say (WooCommerce has one stock figure; Shopware's order states
+    /// name no warehouse).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_location: Option<LocationId>,
     /// What pushing to the channel needs (base URL and credentials).
     #[serde(default)]
     pub api: Map<String, Value>,
@@ -128,6 +133,16 @@ impl Source {
                 None
             }
         };
+        let default_location = match o.get("default_location") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => LocationId::parse(s)
+                .map_err(|e| r.push("default_location", e))
+                .ok(),
+            Some(_) => {
+                r.push("default_location", "must be a string");
+                None
+            }
+        };
         let api = match o.get("api") {
             None | Some(Value::Null) => existing.map(|e| e.api.clone()).or(Some(Map::new())),
             Some(Value::Object(m)) => {
@@ -156,6 +171,7 @@ impl Source {
                     secret,
                     channel,
                     authoritative_stock,
+                    default_location,
                     api,
                     updated_at: now,
                 })
@@ -182,6 +198,7 @@ impl Source {
             "platform": self.platform.as_str(),
             "channel": self.channel,
             "authoritative_stock": self.authoritative_stock,
+            "default_location": self.default_location,
             "secret_set": !self.secret.is_empty(),
             "api": api,
             "updated_at": self.updated_at,

@@ -6,9 +6,10 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::{Location, Product, Source};
+use crate::drift::ChannelView;
 use crate::ledger::{OrderRecord, StockRecord};
 use crate::quarantine::QuarantineEntry;
-use crate::types::{LocationId, OrderId, Sku, SourceName};
+use crate::types::{Channel, LocationId, OrderId, Sku, SourceName};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -19,16 +20,18 @@ pub enum Kind {
     Source,
     Location,
     Quarantine,
+    ChannelView,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 6] = [
+    pub const ALL: [Kind; 7] = [
         Kind::Stock,
         Kind::Order,
         Kind::Product,
         Kind::Source,
         Kind::Location,
         Kind::Quarantine,
+        Kind::ChannelView,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -38,6 +41,7 @@ impl Kind {
             Kind::Source => "source",
             Kind::Location => "location",
             Kind::Quarantine => "quarantine",
+            Kind::ChannelView => "channel_view",
         }
     }
     pub fn parse(raw: &str) -> Option<Kind> {
@@ -71,6 +75,10 @@ impl Key {
     pub fn quarantine(id: &str) -> Key {
         Key::of(Kind::Quarantine, id)
     }
+    /// Neither part may contain `/`, so the pair is unambiguous.
+    pub fn channel_view(channel: &Channel, sku: &Sku) -> Key {
+        Key::of(Kind::ChannelView, &format!("{channel}/{sku}"))
+    }
     /// Reads a stored key back; `None` for one no kind owns.
     pub fn parse(raw: &str) -> Option<Key> {
         let (kind, id) = raw.split_once(':')?;
@@ -102,6 +110,7 @@ pub enum Entity {
     Source(Source),
     Location(Location),
     Quarantine(QuarantineEntry),
+    ChannelView(ChannelView),
 }
 
 impl Entity {
@@ -113,6 +122,7 @@ impl Entity {
             Entity::Source(s) => Key::source(&s.name),
             Entity::Location(l) => Key::location(&l.id),
             Entity::Quarantine(q) => Key::quarantine(&q.id),
+            Entity::ChannelView(v) => Key::channel_view(&v.channel, &v.sku),
         }
     }
     pub fn kind(&self) -> Kind {
@@ -123,6 +133,7 @@ impl Entity {
             Entity::Source(_) => Kind::Source,
             Entity::Location(_) => Kind::Location,
             Entity::Quarantine(_) => Kind::Quarantine,
+            Entity::ChannelView(_) => Kind::ChannelView,
         }
     }
 }
@@ -156,4 +167,5 @@ entity_accessors! {
     Source => as_source, into_source: Source;
     Location => as_location, into_location: Location;
     Quarantine => as_quarantine, into_quarantine: QuarantineEntry;
+    ChannelView => as_channel_view, into_channel_view: ChannelView;
 }

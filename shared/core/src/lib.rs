@@ -9,6 +9,8 @@
 //!   each ledger event.
 //! - [`audit`]: the record written with every change.
 //! - [`quarantine`], [`inbound`]: bad input kept for replay; raw deliveries.
+//! - [`drift`]: what a channel that is not authoritative for stock shows,
+//!   against the ledger.
 //! - [`entity`]: the records a store holds, under typed keys.
 //! - [`ports`]: the traits adapters implement (`Store`, `Queue`,
 //!   `ChangeFeed`, `Clock`).
@@ -18,6 +20,7 @@
 
 pub mod audit;
 pub mod catalog;
+pub mod drift;
 pub mod entity;
 pub mod error;
 pub mod event;

@@ -1,0 +1,205 @@
+//! Shopify webhooks.
+//!
+//! Signed with `X-Shopify-Hmac-Sha256`: base64 HMAC-SHA256 of the raw body
+//! with the app's secret. Identity: `X-Shopify-Event-Id`, else
+//! `X-Shopify-Webhook-Id` (both stable across Shopify's retries, which
+//! resend the original body for up to four hours). Topics handled:
+//!
+//! | topic | canonical |
+//! |---|---|
+//! | `orders/create` | `order.placed` |
+//! | `orders/cancelled` | `order.cancelled` |
+//! | `orders/fulfilled` | one `order.fulfilled` per fulfillment |
+//! | `refunds/create` | `stock.adjusted` (+qty) per line restocked as a return |
+//! | `inventory_levels/update` | `stock.counted` (`available` at the location) |
+//!
+//! Lines map by `sku`; a line without one maps through a product alias
+//! `shopify:<variant_id>`, an inventory level through `shopify:<inventory_item_id>`,
+//! a location through `shopify:<location_id>`.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use hmac::{Hmac, Mac};
+use serde_json::{Value, json};
+use sha2::Sha256;
+use tally_core::catalog::Platform;
+use tally_core::event::Event;
+use tally_core::{LocationId, Reasons};
+
+use crate::{Context, Error, Headers, canonical, id_text, reason};
+
+pub const KEPT_HEADERS: &[&str] = &[
+    "x-shopify-topic",
+    "x-shopify-event-id",
+    "x-shopify-webhook-id",
+    "x-shopify-triggered-at",
+    "x-shopify-shop-domain",
+    "x-shopify-api-version",
+];
+
+pub fn verify(secret: &str, headers: &Headers, body: &[u8]) -> Result<(), Error> {
+    let header = headers
+        .get("x-shopify-hmac-sha256")
+        .ok_or(Error::MissingSignature("X-Shopify-Hmac-Sha256"))?;
+    let expected = STANDARD
+        .decode(header.trim())
+        .map_err(|_| Error::MalformedSignature("X-Shopify-Hmac-Sha256"))?;
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes())
+        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+    mac.update(body);
+    mac.verify_slice(&expected).map_err(|_| Error::BadSignature)
+}
+
+/// The header value Shopify would send for `body`.
+pub fn sign(secret: &str, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes())
+        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+    mac.update(body);
+    STANDARD.encode(mac.finalize().into_bytes())
+}
+
+pub fn translate(
+    headers: &Headers,
+    body: &Value,
+    ctx: &Context<'_>,
+) -> Vec<Result<Event, Reasons>> {
+    let Some(event_id) = headers
+        .get("x-shopify-event-id")
+        .or_else(|| headers.get("x-shopify-webhook-id"))
+        .filter(|s| !s.is_empty())
+    else {
+        return vec![Err(reason(
+            "headers",
+            "missing X-Shopify-Event-Id and X-Shopify-Webhook-Id",
+        ))];
+    };
+    let topic = headers.get("x-shopify-topic").map_or("", String::as_str);
+    // When the payload gives no time of its own, the time Shopify fired.
+    let fired = headers
+        .get("x-shopify-triggered-at")
+        .cloned()
+        .unwrap_or_else(|| ctx.now.to_rfc3339());
+    let at = |v: Option<&Value>| {
+        v.and_then(Value::as_str)
+            .map_or(fired.clone(), str::to_owned)
+    };
+    let order_id = id_text(body.get("id"));
+    match topic {
+        "orders/create" => {
+            let lines: Vec<Value> = items(body, "line_items")
+                .iter()
+                .map(|l| {
+                    json!({"sku": line_sku(l, ctx), "qty": l.get("quantity"), "unit_price": l.get("price")})
+                })
+                .collect();
+            vec![canonical(
+                json!({"id": event_id, "type": "order.placed", "occurred_at": at(body.get("created_at")),
+                       "data": {"order_id": order_id, "channel": ctx.source.channel, "currency": body.get("currency"),
+                                "lines": lines, "total": body.get("total_price"),
+                                "ship_to": body.get("shipping_address")}}),
+                Reasons::new(),
+                ctx.now,
+            )]
+        }
+        "orders/cancelled" => vec![canonical(
+            json!({"id": event_id, "type": "order.cancelled", "occurred_at": at(body.get("cancelled_at")),
+                   "data": {"order_id": order_id, "reason": body.get("cancel_reason")}}),
+            Reasons::new(),
+            ctx.now,
+        )],
+        "orders/fulfilled" => {
+            let fulfillments = items(body, "fulfillments");
+            if fulfillments.is_empty() {
+                return vec![Err(reason("fulfillments", "orders/fulfilled names no fulfillment"))];
+            }
+            fulfillments
+                .iter()
+                .enumerate()
+                .map(|(i, f)| {
+                    let (location, extra) = location(f.get("location_id"), ctx);
+                    let lines: Vec<Value> = items(f, "line_items")
+                        .iter()
+                        .map(|l| json!({"sku": line_sku(l, ctx), "qty": l.get("quantity")}))
+                        .collect();
+                    canonical(
+                        json!({"id": format!("{event_id}:{i}"), "type": "order.fulfilled",
+                               "occurred_at": at(f.get("created_at").or(body.get("updated_at"))),
+                               "data": {"order_id": order_id, "location": location, "lines": lines}}),
+                        extra,
+                        ctx.now,
+                    )
+                })
+                .collect()
+        }
+        "refunds/create" => items(body, "refund_line_items")
+            .iter()
+            .enumerate()
+            // Only returns put units back on the shelf; a "cancel" restock
+            // is an unshipped unit, which the cancellation already released.
+            .filter(|(_, l)| l.get("restock_type").and_then(Value::as_str) == Some("return"))
+            .map(|(i, l)| {
+                let (location, extra) = location(l.get("location_id"), ctx);
+                let item = l.get("line_item").unwrap_or(&Value::Null);
+                canonical(
+                    json!({"id": format!("{event_id}:{i}"), "type": "stock.adjusted",
+                           "occurred_at": at(body.get("created_at")),
+                           "data": {"sku": line_sku(item, ctx), "location": location, "delta": l.get("quantity"),
+                                    "reason": format!("shopify refund {} of order {}",
+                                                      id_text(body.get("id")).unwrap_or_default(),
+                                                      id_text(body.get("order_id")).unwrap_or_default())}}),
+                    extra,
+                    ctx.now,
+                )
+            })
+            .collect(),
+        "inventory_levels/update" => {
+            let (location, extra) = location(body.get("location_id"), ctx);
+            let item = id_text(body.get("inventory_item_id")).unwrap_or_default();
+            let sku = ctx
+                .mappings
+                .sku(Platform::Shopify, &item)
+                .map_or_else(|| format!("shopify:{item}"), |s| s.to_string());
+            vec![canonical(
+                json!({"id": event_id, "type": "stock.counted", "occurred_at": at(body.get("updated_at")),
+                       "data": {"sku": sku, "location": location, "on_hand": body.get("available")}}),
+                extra,
+                ctx.now,
+            )]
+        }
+        other => vec![Err(reason(
+            "x-shopify-topic",
+            format!("topic {other:?} is not one Tally handles"),
+        ))],
+    }
+}
+
+fn items<'a>(v: &'a Value, key: &str) -> &'a [Value] {
+    v.get(key)
+        .and_then(Value::as_array)
+        .map_or(&[], Vec::as_slice)
+}
+
+/// A line's SKU, else the SKU its variant is an alias of, else the alias
+/// itself, so the quarantine reason names what to configure.
+fn line_sku(line: &Value, ctx: &Context<'_>) -> Value {
+    if let Some(sku) = line
+        .get("sku")
+        .and_then(Value::as_str)
+        .filter(|s| !s.trim().is_empty())
+    {
+        return json!(sku);
+    }
+    match id_text(line.get("variant_id")) {
+        Some(v) => json!(
+            ctx.mappings
+                .sku(Platform::Shopify, &v)
+                .map_or_else(|| format!("shopify:{v}"), |s| s.to_string())
+        ),
+        None => Value::Null,
+    }
+}
+
+/// A Shopify location id through the location aliases.
+fn location(id: Option<&Value>, ctx: &Context<'_>) -> (Option<LocationId>, Reasons) {
+    ctx.location(Platform::Shopify, id_text(id))
+}

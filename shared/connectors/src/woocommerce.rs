@@ -1,0 +1,217 @@
+//! WooCommerce webhooks (REST API v3 payloads).
+//!
+//! Signed with `X-WC-Webhook-Signature`: base64 HMAC-SHA256 of the raw body
+//! with the webhook's secret. WooCommerce never retries and disables a
+//! webhook after repeated failures, and each delivery carries a new
+//! Delivery-ID with the resource's *current* state, so identity is the
+//! resource id plus a digest of the content that matters: a re-sent update
+//! with the same content is the same event.
+//!
+//! | topic | status | canonical |
+//! |---|---|---|
+//! | `order.created`, `order.updated` | pending, processing, on-hold | `order.placed` |
+//! | | cancelled, refunded | `order.cancelled` |
+//! | | completed | `order.fulfilled` (all lines, at the source's default location) |
+//! | | failed | `order.payment_failed` |
+//! | | checkout-draft, trash | nothing |
+//! | `product.updated` | managed stock | `stock.counted` (`stock_quantity` at the default location) |
+//!
+//! Times are `*_gmt` fields, which WooCommerce sends without a zone.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use hmac::{Hmac, Mac};
+use serde_json::{Value, json};
+use sha2::Sha256;
+use tally_core::Reasons;
+use tally_core::catalog::Platform;
+use tally_core::event::Event;
+
+use crate::{Context, Error, Headers, canonical, digest, id_text, reason};
+
+pub const KEPT_HEADERS: &[&str] = &[
+    "x-wc-webhook-topic",
+    "x-wc-webhook-resource",
+    "x-wc-webhook-event",
+    "x-wc-webhook-id",
+    "x-wc-webhook-delivery-id",
+    "x-wc-webhook-source",
+];
+
+pub fn verify(secret: &str, headers: &Headers, body: &[u8]) -> Result<(), Error> {
+    let header = headers
+        .get("x-wc-webhook-signature")
+        .ok_or(Error::MissingSignature("X-WC-Webhook-Signature"))?;
+    let expected = STANDARD
+        .decode(header.trim())
+        .map_err(|_| Error::MalformedSignature("X-WC-Webhook-Signature"))?;
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes())
+        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+    mac.update(body);
+    mac.verify_slice(&expected).map_err(|_| Error::BadSignature)
+}
+
+/// The header value WooCommerce would send for `body`.
+pub fn sign(secret: &str, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes())
+        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+    mac.update(body);
+    STANDARD.encode(mac.finalize().into_bytes())
+}
+
+/// WooCommerce tests a new webhook's URL with an unsigned, form-encoded
+/// `webhook_id=<n>` and refuses to save the webhook unless it gets a 2xx.
+/// It carries no data, so answering it lets nothing in.
+pub fn is_ping(headers: &Headers, body: &[u8]) -> bool {
+    !headers.contains_key("x-wc-webhook-signature")
+        && std::str::from_utf8(body)
+            .ok()
+            .and_then(|b| b.strip_prefix("webhook_id="))
+            .is_some_and(|id| {
+                !id.is_empty() && id.len() <= 20 && id.bytes().all(|c| c.is_ascii_digit())
+            })
+}
+
+fn gmt(v: Option<&Value>, fallback: &str) -> String {
+    match v.and_then(Value::as_str) {
+        Some(s) if !s.is_empty() && !s.ends_with('Z') && !s.contains('+') => format!("{s}Z"),
+        Some(s) if !s.is_empty() => s.to_owned(),
+        _ => fallback.to_owned(),
+    }
+}
+
+pub fn translate(
+    headers: &Headers,
+    body: &Value,
+    ctx: &Context<'_>,
+) -> Vec<Result<Event, Reasons>> {
+    let topic = headers.get("x-wc-webhook-topic").map_or("", String::as_str);
+    let now = ctx.now.to_rfc3339();
+    let Some(id) = id_text(body.get("id")) else {
+        return vec![Err(reason("id", "missing the resource id"))];
+    };
+    match topic {
+        "order.created" | "order.updated" => order(&id, body, ctx, &now),
+        "product.updated" | "product.created" => {
+            let managed = body
+                .get("manage_stock")
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
+            let qty = body.get("stock_quantity").filter(|v| !v.is_null());
+            let Some(qty) = qty.filter(|_| managed) else {
+                // Stock not managed in WooCommerce: nothing to count.
+                return vec![];
+            };
+            let modified = gmt(body.get("date_modified_gmt"), &now);
+            let (location, extra) = ctx.location(Platform::Woocommerce, None);
+            vec![canonical(
+                json!({"id": format!("woo-product:{id}:{}", digest(&[&qty.to_string(), &modified])),
+                       "type": "stock.counted", "occurred_at": modified,
+                       "data": {"sku": sku(body, ctx), "location": location, "on_hand": qty}}),
+                extra,
+                ctx.now,
+            )]
+        }
+        other => vec![Err(reason(
+            "x-wc-webhook-topic",
+            format!("topic {other:?} is not one Tally handles"),
+        ))],
+    }
+}
+
+fn order(id: &str, body: &Value, ctx: &Context<'_>, now: &str) -> Vec<Result<Event, Reasons>> {
+    let status = body.get("status").and_then(Value::as_str).unwrap_or("");
+    let items = body
+        .get("line_items")
+        .and_then(Value::as_array)
+        .map_or(&[][..], Vec::as_slice);
+    let modified = gmt(body.get("date_modified_gmt"), now);
+    // What identifies this state of the order: its status and its lines.
+    let content: Vec<String> = items
+        .iter()
+        .map(|l| {
+            format!(
+                "{}x{}",
+                sku(l, ctx),
+                l.get("quantity").unwrap_or(&Value::Null)
+            )
+        })
+        .collect();
+    let ident = |ty: &str| {
+        format!(
+            "woo-order:{id}:{ty}:{}",
+            digest(&[status, &content.join(",")])
+        )
+    };
+    let event = |ty: &str, at: String, data: Value, extra: Reasons| {
+        canonical(
+            json!({"id": ident(ty), "type": ty, "occurred_at": at, "data": data}),
+            extra,
+            ctx.now,
+        )
+    };
+    match status {
+        "pending" | "processing" | "on-hold" => {
+            let lines: Vec<Value> = items
+                .iter()
+                .map(|l| json!({"sku": sku(l, ctx), "qty": l.get("quantity"), "unit_price": l.get("price")}))
+                .collect();
+            vec![event(
+                "order.placed",
+                gmt(body.get("date_created_gmt"), now),
+                json!({"order_id": id, "channel": ctx.source.channel, "currency": body.get("currency"),
+                       "lines": lines, "total": body.get("total"), "ship_to": body.get("shipping")}),
+                Reasons::new(),
+            )]
+        }
+        "cancelled" | "refunded" => vec![event(
+            "order.cancelled",
+            modified,
+            json!({"order_id": id, "reason": status}),
+            Reasons::new(),
+        )],
+        "completed" => {
+            let (location, extra) = ctx.location(Platform::Woocommerce, None);
+            let lines: Vec<Value> = items
+                .iter()
+                .map(|l| json!({"sku": sku(l, ctx), "qty": l.get("quantity")}))
+                .collect();
+            vec![event(
+                "order.fulfilled",
+                gmt(body.get("date_completed_gmt"), &modified),
+                json!({"order_id": id, "location": location, "lines": lines}),
+                extra,
+            )]
+        }
+        "failed" => vec![event(
+            "order.payment_failed",
+            modified,
+            json!({"order_id": id}),
+            Reasons::new(),
+        )],
+        "checkout-draft" | "trash" => vec![],
+        other => vec![Err(reason(
+            "status",
+            format!("order status {other:?} is not one Tally knows; map it or replay once handled"),
+        ))],
+    }
+}
+
+/// A product's or line's SKU, else the SKU its variation or product id is an
+/// alias of, else the alias itself so the quarantine reason names it.
+fn sku(v: &Value, ctx: &Context<'_>) -> String {
+    if let Some(s) = v
+        .get("sku")
+        .and_then(Value::as_str)
+        .filter(|s| !s.trim().is_empty())
+    {
+        return s.to_owned();
+    }
+    let id = id_text(v.get("variation_id").filter(|x| x.as_u64() != Some(0)))
+        .or_else(|| id_text(v.get("product_id")))
+        .or_else(|| id_text(v.get("id")))
+        .unwrap_or_default();
+    ctx.mappings
+        .sku(Platform::Woocommerce, &id)
+        .map_or_else(|| format!("woocommerce:{id}"), |s| s.to_string())
+}
