@@ -322,3 +322,55 @@ mod tests {
         }
     }
 }
+
+/// Helpers for the translators' fixture tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+    use tally_core::catalog::{Location, Product};
+    use tally_core::{LocationId, Sku, SourceName};
+
+    pub fn source(platform: Platform, default_location: Option<&str>) -> Source {
+        let mut body = serde_json::json!({"platform": platform.as_str(), "secret": "0123456789abcdef", "channel": "shop"});
+        if let Some(l) = default_location {
+            body["default_location"] = serde_json::json!(l);
+        }
+        Source::parse(&SourceName::parse("shop").unwrap(), &body, None, Utc::now()).unwrap()
+    }
+
+    pub fn mappings(
+        product_aliases: &[(&str, &str)],
+        location_aliases: &[(&str, &str)],
+    ) -> Mappings {
+        let products: Vec<Product> = product_aliases
+            .iter()
+            .map(|(sku, alias)| {
+                Product::parse(
+                    &Sku::parse(sku).unwrap(),
+                    &serde_json::json!({"currency": "USD", "aliases": [alias]}),
+                    Utc::now(),
+                )
+                .unwrap()
+            })
+            .collect();
+        let locations: Vec<Location> = location_aliases
+            .iter()
+            .map(|(id, alias)| {
+                Location::parse(
+                    &LocationId::parse(id).unwrap(),
+                    &serde_json::json!({"aliases": [alias]}),
+                    Utc::now(),
+                )
+                .unwrap()
+            })
+            .collect();
+        Mappings::new(&products, &locations)
+    }
+
+    pub fn headers(pairs: &[(&str, &str)]) -> Headers {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+}

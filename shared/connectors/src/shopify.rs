@@ -203,3 +203,120 @@ fn line_sku(line: &Value, ctx: &Context<'_>) -> Value {
 fn location(id: Option<&Value>, ctx: &Context<'_>) -> (Option<LocationId>, Reasons) {
     ctx.location(Platform::Shopify, id_text(id))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{headers, mappings, source};
+    use tally_core::event::EventBody;
+
+    const ORDER: &str = include_str!("../../../tests/events/shopify/orders_create.json");
+    const CANCELLED: &str = include_str!("../../../tests/events/shopify/orders_cancelled.json");
+    const FULFILLED: &str = include_str!("../../../tests/events/shopify/orders_fulfilled.json");
+    const REFUND: &str = include_str!("../../../tests/events/shopify/refunds_create.json");
+    const LEVEL: &str = include_str!("../../../tests/events/shopify/inventory_levels_update.json");
+
+    fn run(topic: &str, body: &str, m: &crate::Mappings) -> Vec<Result<Event, Reasons>> {
+        let src = source(Platform::Shopify, None);
+        let ctx = Context {
+            source: &src,
+            mappings: m,
+            now: chrono::Utc::now(),
+        };
+        let h = headers(&[("x-shopify-topic", topic), ("x-shopify-webhook-id", "wh-1")]);
+        translate(&h, &serde_json::from_str(body).unwrap(), &ctx)
+    }
+
+    #[test]
+    fn the_signature_is_base64_hmac_of_the_raw_body() {
+        let sig = sign("secret-0123456789", ORDER.as_bytes());
+        let h = headers(&[("x-shopify-hmac-sha256", &sig)]);
+        assert_eq!(verify("secret-0123456789", &h, ORDER.as_bytes()), Ok(()));
+        assert_eq!(
+            verify("secret-0123456789", &h, CANCELLED.as_bytes()),
+            Err(Error::BadSignature)
+        );
+    }
+
+    #[test]
+    fn an_order_becomes_order_placed_by_sku() {
+        let out = run("orders/create", ORDER, &mappings(&[], &[]));
+        let EventBody::OrderPlaced(o) = &out[0].as_ref().unwrap().body else {
+            panic!("{out:?}")
+        };
+        assert_eq!(o.order_id.as_str(), "5912345678901");
+        assert_eq!(o.currency.as_str(), "USD");
+        let lines: Vec<_> = o
+            .lines
+            .iter()
+            .map(|l| (l.sku.as_str(), l.qty.get(), l.unit_price.to_string()))
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                ("TSHIRT-M", 2, "25.00".to_owned()),
+                ("MUG-BLK", 1, "14.50".to_owned())
+            ]
+        );
+        assert_eq!(out[0].as_ref().unwrap().id, "wh-1");
+    }
+
+    #[test]
+    fn a_cancellation_and_a_fulfillment_translate() {
+        let m = mappings(&[], &[("WH-AMS", "shopify:71234567890")]);
+        let c = run("orders/cancelled", CANCELLED, &m);
+        assert!(matches!(
+            c[0].as_ref().unwrap().body,
+            EventBody::OrderCancelled { .. }
+        ));
+        let f = run("orders/fulfilled", FULFILLED, &m);
+        let EventBody::OrderFulfilled {
+            location, lines, ..
+        } = &f[0].as_ref().unwrap().body
+        else {
+            panic!("{f:?}")
+        };
+        assert_eq!(location.as_str(), "WH-AMS");
+        assert!(!lines.is_empty());
+    }
+
+    #[test]
+    fn an_unmapped_location_is_a_reason_naming_the_alias() {
+        let f = run("orders/fulfilled", FULFILLED, &mappings(&[], &[]));
+        let err = f[0].as_ref().unwrap_err().to_string();
+        assert!(err.contains("shopify:71234567890"), "{err}");
+    }
+
+    #[test]
+    fn returned_units_are_restocked_and_an_inventory_level_is_a_count() {
+        let m = mappings(
+            &[("TSHIRT-M", "shopify:46234567890123")],
+            &[("WH-AMS", "shopify:71234567890")],
+        );
+        let r = run("refunds/create", REFUND, &m);
+        assert!(!r.is_empty());
+        for e in &r {
+            let EventBody::StockAdjusted { delta, .. } = e.as_ref().unwrap().body else {
+                panic!("{r:?}")
+            };
+            assert!(delta > 0);
+        }
+        let l = run("inventory_levels/update", LEVEL, &m);
+        let EventBody::StockCounted { sku, on_hand, .. } = &l[0].as_ref().unwrap().body else {
+            panic!("{l:?}")
+        };
+        assert_eq!((sku.as_str(), on_hand.get()), ("TSHIRT-M", 37));
+    }
+
+    #[test]
+    fn an_unknown_topic_is_a_reason() {
+        let out = run("carts/create", ORDER, &mappings(&[], &[]));
+        assert!(
+            out[0]
+                .as_ref()
+                .unwrap_err()
+                .to_string()
+                .contains("carts/create")
+        );
+    }
+}

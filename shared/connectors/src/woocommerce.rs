@@ -215,3 +215,123 @@ fn sku(v: &Value, ctx: &Context<'_>) -> String {
         .sku(Platform::Woocommerce, &id)
         .map_or_else(|| format!("woocommerce:{id}"), |s| s.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{headers, mappings, source};
+    use tally_core::event::EventBody;
+
+    const CREATED: &str = include_str!("../../../tests/events/woocommerce/order_created.json");
+    const CANCELLED: &str =
+        include_str!("../../../tests/events/woocommerce/order_updated_cancelled.json");
+    const COMPLETED: &str =
+        include_str!("../../../tests/events/woocommerce/order_updated_completed.json");
+    const REFUNDED: &str =
+        include_str!("../../../tests/events/woocommerce/order_updated_refunded.json");
+    const PRODUCT: &str = include_str!("../../../tests/events/woocommerce/product_updated.json");
+
+    fn run(topic: &str, body: &str) -> Vec<Result<Event, Reasons>> {
+        let src = source(Platform::Woocommerce, Some("WH-AMS"));
+        let m = mappings(&[], &[]);
+        let ctx = Context {
+            source: &src,
+            mappings: &m,
+            now: chrono::Utc::now(),
+        };
+        translate(
+            &headers(&[("x-wc-webhook-topic", topic)]),
+            &serde_json::from_str(body).unwrap(),
+            &ctx,
+        )
+    }
+
+    #[test]
+    fn the_signature_is_base64_hmac_and_the_ping_is_recognised() {
+        let sig = sign("secret-0123456789", CREATED.as_bytes());
+        assert_eq!(
+            verify(
+                "secret-0123456789",
+                &headers(&[("x-wc-webhook-signature", &sig)]),
+                CREATED.as_bytes()
+            ),
+            Ok(())
+        );
+        assert!(is_ping(&Headers::new(), b"webhook_id=15"));
+        assert!(!is_ping(&Headers::new(), b"webhook_id=15&x=1"));
+        assert!(!is_ping(
+            &headers(&[("x-wc-webhook-signature", "x")]),
+            b"webhook_id=15"
+        ));
+    }
+
+    #[test]
+    fn status_transitions_become_the_matching_events() {
+        let placed = run("order.created", CREATED);
+        let EventBody::OrderPlaced(o) = &placed[0].as_ref().unwrap().body else {
+            panic!("{placed:?}")
+        };
+        assert_eq!(o.lines[0].unit_price.to_string(), "25");
+        assert_eq!(o.lines[1].unit_price.to_string(), "14.5");
+        assert!(matches!(
+            run("order.updated", CANCELLED)[0].as_ref().unwrap().body,
+            EventBody::OrderCancelled { .. }
+        ));
+        assert!(matches!(
+            run("order.updated", REFUNDED)[0].as_ref().unwrap().body,
+            EventBody::OrderCancelled { .. }
+        ));
+        let done = run("order.updated", COMPLETED);
+        let EventBody::OrderFulfilled { location, .. } = &done[0].as_ref().unwrap().body else {
+            panic!("{done:?}")
+        };
+        assert_eq!(location.as_str(), "WH-AMS");
+    }
+
+    #[test]
+    fn the_same_content_is_the_same_event_and_new_content_a_new_one() {
+        let a = run("order.created", CREATED)[0]
+            .as_ref()
+            .unwrap()
+            .id
+            .clone();
+        let b = run("order.updated", CREATED)[0]
+            .as_ref()
+            .unwrap()
+            .id
+            .clone();
+        assert_eq!(a, b, "created and a same-content update are one event");
+        let mut changed: Value = serde_json::from_str(CREATED).unwrap();
+        changed["line_items"][0]["quantity"] = json!(3);
+        let src = source(Platform::Woocommerce, Some("WH-AMS"));
+        let m = mappings(&[], &[]);
+        let ctx = Context {
+            source: &src,
+            mappings: &m,
+            now: chrono::Utc::now(),
+        };
+        let c = translate(
+            &headers(&[("x-wc-webhook-topic", "order.updated")]),
+            &changed,
+            &ctx,
+        );
+        assert_ne!(c[0].as_ref().unwrap().id, a);
+    }
+
+    #[test]
+    fn a_product_update_counts_its_stock_at_the_default_location() {
+        let out = run("product.updated", PRODUCT);
+        let EventBody::StockCounted {
+            sku,
+            location,
+            on_hand,
+        } = &out[0].as_ref().unwrap().body
+        else {
+            panic!("{out:?}")
+        };
+        assert_eq!(
+            (sku.as_str(), location.as_str(), on_hand.get()),
+            ("MUG-BLK", "WH-AMS", 41)
+        );
+    }
+}
