@@ -152,12 +152,10 @@ fn woocommerce_orders_reserve_once_per_content_and_cancellations_release() {
         StatusCode::ACCEPTED
     );
     assert_eq!((reserved(&s, "TSHIRT-M"), reserved(&s, "MUG-BLK")), (0, 0));
-    // WooCommerce's unsigned ping when a webhook is saved gets a 2xx and
-    // leaves nothing behind.
-    assert_eq!(
-        s.webhook("woocommerce", "woo", &[], b"webhook_id=17"),
-        StatusCode::ACCEPTED
-    );
+    // WooCommerce's unsigned ping when a webhook is saved gets exactly the
+    // 200 it insists on, and leaves nothing behind.
+    let ping = fixture("woocommerce/ping.txt");
+    assert_eq!(s.webhook("woocommerce", "woo", &[], &ping), StatusCode::OK);
     assert!(
         s.get("/v1/quarantine")["items"]
             .as_array()
@@ -306,4 +304,64 @@ fn a_non_authoritative_channel_stock_webhook_leaves_the_ledger_and_shows_as_drif
     );
     s.settle();
     assert!(s.get("/v1/drift")["items"].as_array().unwrap().is_empty());
+}
+
+const SW_SECRET: &str = "shopware-app-secret-0123456789";
+
+/// A Shopware fixture as sent now: Shopware signs the body with its
+/// timestamp, so an old one is refused like a replay.
+fn shopware_body(path: &str, age_s: i64) -> Vec<u8> {
+    let mut v: Value = serde_json::from_slice(&fixture(path)).unwrap();
+    v["timestamp"] = json!(chrono::Utc::now().timestamp() - age_s);
+    serde_json::to_vec(&v).unwrap()
+}
+
+fn shopware(s: &Server, body: &[u8], secret: &str) -> StatusCode {
+    let sig = tally_connectors::shopware::sign(secret, body);
+    s.webhook("shopware", "sw", &[("shopware-shop-signature", sig)], body)
+}
+
+#[test]
+fn shopware_orders_reserve_by_product_number_and_cancellations_release() {
+    let (_dir, data) = data_dir();
+    let s = Server::start(&data);
+    s.put(
+        "/v1/sources/erp",
+        json!({"platform": "tally", "secret": SECRET}),
+    );
+    s.put(
+        "/v1/sources/sw",
+        json!({"platform": "shopware", "secret": SW_SECRET, "default_location": "WH-AMS"}),
+    );
+    for sku in ["TSHIRT-M", "MUG-BLK"] {
+        s.put(&format!("/v1/products/{sku}"), json!({"currency": "EUR"}));
+        s.send("erp", &json!({"id": format!("count-{sku}"), "type": "stock.counted", "occurred_at": "2026-12-03T08:00:00Z",
+                              "data": {"sku": sku, "location": "WH-AMS", "on_hand": 10}}));
+    }
+    let placed = shopware_body("shopware/checkout_order_placed.json", 0);
+    assert_eq!(
+        shopware(&s, &placed, "wrong-secret-0123456789"),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        shopware(
+            &s,
+            &shopware_body("shopware/checkout_order_placed.json", 600),
+            SW_SECRET
+        ),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        reserved(&s, "TSHIRT-M"),
+        0,
+        "refused deliveries change nothing"
+    );
+    assert_eq!(shopware(&s, &placed, SW_SECRET), StatusCode::ACCEPTED);
+    assert_eq!((reserved(&s, "TSHIRT-M"), reserved(&s, "MUG-BLK")), (2, 1));
+    // The same event id again (Shopware's retry): applied once.
+    assert_eq!(shopware(&s, &placed, SW_SECRET), StatusCode::ACCEPTED);
+    assert_eq!((reserved(&s, "TSHIRT-M"), reserved(&s, "MUG-BLK")), (2, 1));
+    let cancelled = shopware_body("shopware/order_state_cancelled.json", 0);
+    assert_eq!(shopware(&s, &cancelled, SW_SECRET), StatusCode::ACCEPTED);
+    assert_eq!((reserved(&s, "TSHIRT-M"), reserved(&s, "MUG-BLK")), (0, 0));
 }

@@ -20,7 +20,7 @@ use tally_core::catalog::Platform;
 use tally_core::ports::queues;
 use tokio::sync::Notify;
 
-use crate::ingest::MAX_BODY;
+use crate::ingest::{Ingested, MAX_BODY};
 use crate::{AppError, Tally};
 
 #[derive(Clone)]
@@ -108,14 +108,20 @@ async fn accept(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Value>), AppError> {
     let body = body_bytes(body)?;
-    let n = s
+    let ingested = s
         .tally
         .ingest(platform, source, &lowercase_headers(headers), &body)
         .await?;
-    if let Some(w) = &s.wake {
-        w.notify_one();
+    match ingested {
+        Ingested::Queued(n) => {
+            if let Some(w) = &s.wake {
+                w.notify_one();
+            }
+            Ok((StatusCode::ACCEPTED, Json(json!({"accepted": n}))))
+        }
+        // WooCommerce saves a webhook only if its ping gets exactly 200.
+        Ingested::Ping => Ok((StatusCode::OK, Json(json!({"accepted": 0})))),
     }
-    Ok((StatusCode::ACCEPTED, Json(json!({"accepted": n}))))
 }
 
 async fn post_events(

@@ -17,9 +17,17 @@ use crate::{AppError, Tally};
 /// Largest body accepted (413 above it).
 pub const MAX_BODY: usize = 1 << 20;
 
+/// What the front door did with a delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ingested {
+    /// Durably queued, holding this many events.
+    Queued(usize),
+    /// A platform's data-less URL check, answered and not kept.
+    Ping,
+}
+
 impl Tally {
-    /// Verifies and queues one delivery; returns how many events it holds
-    /// (0 for a platform's data-less ping). `platform` is the one the route
+    /// Verifies and queues one delivery. `platform` is the one the route
     /// names (`Tally` for `/events`).
     pub async fn ingest(
         &self,
@@ -27,7 +35,7 @@ impl Tally {
         source: &str,
         headers: &Headers,
         body: &[u8],
-    ) -> Result<usize, AppError> {
+    ) -> Result<Ingested, AppError> {
         let unknown = || AppError::NotFound(format!("{} source {source:?}", platform.as_str()));
         let name = SourceName::parse(source).map_err(|_| unknown())?;
         let src = self.source(&name).await?.ok_or_else(unknown)?;
@@ -36,7 +44,7 @@ impl Tally {
         }
         if tally_connectors::is_ping(platform, headers, body) {
             tracing::info!(source = %name, "answered a platform's ping");
-            return Ok(0);
+            return Ok(Ingested::Ping);
         }
         let now = self.now();
         tally_connectors::verify(platform, &src.secret, headers, body, now).map_err(|e| {
@@ -68,7 +76,7 @@ impl Tally {
                 }],
             )
             .await?;
-        Ok(accepted)
+        Ok(Ingested::Queued(accepted))
     }
 
     pub async fn source(&self, name: &SourceName) -> Result<Option<Source>, AppError> {
