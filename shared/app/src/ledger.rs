@@ -31,7 +31,7 @@ impl Tally {
             if self.store.was_applied(&idem).await? {
                 return Ok(Outcome::Duplicate);
             }
-            let tx = self.decide(event, &idem).await?;
+            let tx = self.decide(source, event, &idem).await?;
             match self.store.commit(tx).await {
                 Ok(()) => return Ok(Outcome::Applied),
                 Err(tally_core::Error::AlreadyApplied(_)) => return Ok(Outcome::Duplicate),
@@ -49,7 +49,12 @@ impl Tally {
 
     /// Loads what `event` touches and turns the ledger's decision into one
     /// transaction.
-    async fn decide(&self, event: &Event, idem: &str) -> Result<Transaction, AppError> {
+    async fn decide(
+        &self,
+        source: &SourceName,
+        event: &Event,
+        idem: &str,
+    ) -> Result<Transaction, AppError> {
         let order = match event.body.order_id() {
             Some(id) => self.store.get(&[Key::order(id)]).await?.pop().flatten(),
             None => None,
@@ -94,7 +99,7 @@ impl Tally {
             .map(|f| {
                 Ok(OutboxMessage {
                     queue: queues::ORDER.to_owned(),
-                    message: event_message(f, Some(&f.id))?,
+                    message: event_message(source, f)?,
                 })
             })
             .collect::<Result<_, AppError>>()?;

@@ -42,12 +42,22 @@ impl Clock for SystemClock {
     }
 }
 
+/// Where the validate step sends a ledger event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LedgerStep {
+    /// Apply it in this process (`tally serve`: one process, one queue hop).
+    Inline,
+    /// Queue it for the update-stock function (AWS).
+    Queued,
+}
+
 /// The ports every step works through, built once per process.
 #[derive(Clone)]
 pub struct Tally {
     pub store: Arc<dyn Store>,
     pub queue: Arc<dyn Queue>,
     pub clock: Arc<dyn Clock>,
+    pub ledger: LedgerStep,
 }
 
 impl Tally {
@@ -56,7 +66,13 @@ impl Tally {
             store,
             queue,
             clock: Arc::new(SystemClock),
+            ledger: LedgerStep::Inline,
         }
+    }
+
+    pub fn with_ledger_step(mut self, step: LedgerStep) -> Self {
+        self.ledger = step;
+        self
     }
 
     pub fn now(&self) -> DateTime<Utc> {

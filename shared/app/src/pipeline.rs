@@ -13,12 +13,12 @@ use tally_core::audit::Cause;
 use tally_core::catalog::{Location, Platform, Product, Source, check_event};
 use tally_core::entity::{Entity, Key, Kind};
 use tally_core::event::{Event, EventBody};
-use tally_core::inbound::Delivery;
-use tally_core::ports::{Expect, Message, OutboxMessage, Put, Transaction, queues};
+use tally_core::inbound::{Delivery, SourcedEvent};
+use tally_core::ports::{Expect, Message, Put, Transaction, queues};
 use tally_core::quarantine::QuarantineEntry;
 use tally_core::{Reasons, Sku, SourceName};
 
-use crate::{AppError, Tally};
+use crate::{AppError, LedgerStep, Tally};
 
 /// What became of one event of a delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -137,40 +137,32 @@ impl Tally {
             return self.record_channel_view(source, event).await;
         }
         if event.body.touches_ledger() {
-            return self.apply_to_ledger(&source.name, event).await;
+            return match self.ledger {
+                LedgerStep::Inline => self.apply_to_ledger(&source.name, event).await,
+                LedgerStep::Queued => self.forward(&source.name, event, queues::STOCK).await,
+            };
         }
-        let source = &source.name;
         let queue = match event.body {
             EventBody::PriceCompetitorObserved { .. } | EventBody::ProductCostChanged { .. } => {
                 queues::SIGNAL
             }
             _ => queues::ORDER,
         };
-        self.forward(source, event, queue).await
+        self.forward(&source.name, event, queue).await
     }
 
-    /// Puts `event` on `queue` exactly once: the message goes out in the same
-    /// commit as the event's idempotency marker.
+    /// Queues `event` for the step that owns it. At least once: a retry of
+    /// this delivery sends again, the queue's deduplication id drops the
+    /// copy, and the consumer's idempotency key would catch any that slips.
     async fn forward(
         &self,
         source: &SourceName,
         event: &Event,
         queue: &'static str,
     ) -> Result<Outcome, AppError> {
-        let idem = idempotency_key(source, event);
-        let tx = Transaction {
-            applied: Some(idem.clone()),
-            outbox: vec![OutboxMessage {
-                queue: queue.to_owned(),
-                message: event_message(event, Some(&idem))?,
-            }],
-            ..Default::default()
-        };
-        match self.store.commit(tx).await {
-            Ok(()) => Ok(Outcome::Forwarded(queue)),
-            Err(tally_core::Error::AlreadyApplied(_)) => Ok(Outcome::Duplicate),
-            Err(e) => Err(e.into()),
-        }
+        let message = event_message(source, event)?;
+        self.queue.send(queue, vec![message]).await?;
+        Ok(Outcome::Forwarded(queue))
     }
 
     async fn quarantine(
@@ -221,16 +213,21 @@ pub fn idempotency_key(source: &SourceName, event: &Event) -> String {
     format!("{source}:{}", event.id)
 }
 
-/// A canonical event as a queue message, grouped by its order or SKU.
-pub fn event_message(event: &Event, dedup: Option<&str>) -> Result<Message, AppError> {
+/// A canonical event as a queue message: grouped by its order (or SKU) so
+/// one order's events stay in order, deduplicated by its idempotency key.
+pub fn event_message(source: &SourceName, event: &Event) -> Result<Message, AppError> {
     let group = event
         .body
         .order_id()
         .map(|o| o.to_string())
         .or_else(|| event.body.skus().first().map(|s| s.to_string()));
+    let body = SourcedEvent {
+        source: source.clone(),
+        event: event.clone(),
+    };
     Ok(Message {
-        body: serde_json::to_string(event).map_err(|e| AppError::Internal(e.to_string()))?,
+        body: serde_json::to_string(&body).map_err(|e| AppError::Internal(e.to_string()))?,
         group,
-        dedup_id: dedup.map(str::to_owned),
+        dedup_id: Some(idempotency_key(source, event)),
     })
 }

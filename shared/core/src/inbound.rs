@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::Platform;
+use crate::event::Event;
 use crate::types::SourceName;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -20,4 +21,12 @@ pub struct Delivery {
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
     pub body: String,
+}
+
+/// A validated event on its way between steps (the stock, order and signal
+/// queues): the source travels with it because idempotency is per source.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SourcedEvent {
+    pub source: SourceName,
+    pub event: Event,
 }

@@ -144,6 +144,8 @@ pub trait Clock: Send + Sync {
 pub mod queues {
     /// Verified raw deliveries, before translation.
     pub const INBOUND: &str = "inbound";
+    /// Validated ledger events, FIFO by order (or SKU), for update-stock.
+    pub const STOCK: &str = "stock";
     /// Follow-up and order-handling events (`order.short`, payment failures).
     pub const ORDER: &str = "order";
     /// Pricing signals (competitor prices, cost changes).

@@ -1,0 +1,78 @@
+//! One handler per Lambda function. Each `functions/<name>/src/main.rs`
+//! builds its clients once and hands the matching handler to the runtime.
+//! The handlers only decode the trigger's event, call a step of tally-app,
+//! and shape the answer (a partial batch failure for SQS and streams).
+
+pub mod monitor;
+pub mod publish;
+pub mod recommend_order_action;
+pub mod reprice;
+pub mod update_stock;
+pub mod validate;
+
+use std::collections::BTreeSet;
+use std::future::Future;
+
+use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use tally_app::AppError;
+
+/// Runs `step` on each message of an SQS batch and reports only the
+/// failures, so SQS retries just those (ReportBatchItemFailures). On a FIFO
+/// queue, a message whose group already failed in this batch is not tried:
+/// it is reported too, so the group's order is kept on retry.
+pub async fn each_message<F, Fut>(event: SqsEvent, step: F) -> SqsBatchResponse
+where
+    F: Fn(SqsMessage) -> Fut,
+    Fut: Future<Output = Result<(), AppError>>,
+{
+    let mut failed_groups: BTreeSet<String> = BTreeSet::new();
+    let mut failures = vec![];
+    for msg in event.records {
+        let id = msg.message_id.clone().unwrap_or_default();
+        let group = msg.attributes.get("MessageGroupId").cloned();
+        if group.as_ref().is_some_and(|g| failed_groups.contains(g)) {
+            failures.push(failure(id));
+            continue;
+        }
+        if let Err(e) = step(msg).await {
+            // Either way the message stays: a transient error heals on
+            // retry, a permanent one reaches the DLQ after maxReceiveCount.
+            if e.is_transient() {
+                tracing::warn!(message = %id, error = %e, "will retry");
+            } else {
+                tracing::error!(message = %id, error = %e, "failed; bound for the DLQ if it keeps failing");
+            }
+            if let Some(g) = group {
+                failed_groups.insert(g);
+            }
+            failures.push(failure(id));
+        }
+    }
+    let mut resp = SqsBatchResponse::default();
+    resp.batch_item_failures = failures;
+    resp
+}
+
+fn failure(id: String) -> BatchItemFailure {
+    let mut f = BatchItemFailure::default();
+    f.item_identifier = id;
+    f
+}
+
+/// The JSON body of an SQS message as `T`.
+pub fn body<T: serde::de::DeserializeOwned>(msg: &SqsMessage) -> Result<T, AppError> {
+    let raw = msg.body.as_deref().unwrap_or_default();
+    serde_json::from_str(raw).map_err(|e| AppError::BadRequest(format!("undecodable message: {e}")))
+}
+
+/// Sets up JSON logs for CloudWatch, once per cold start.
+pub fn init_tracing() {
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .without_time()
+        .with_target(false)
+        .init();
+}
