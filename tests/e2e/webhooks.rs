@@ -203,6 +203,7 @@ fn an_unknown_sku_is_quarantined_refused_on_replay_then_applied_once_when_added(
         &json!({"id": "count-hat", "type": "stock.counted", "occurred_at": "2026-12-03T08:00:00Z",
                           "data": {"sku": "HAT-GRN", "location": "WH-AMS", "on_hand": 5}}),
     );
+    s.settle(); // the count is in before the order is replayed
     let (status, done) = s.post(
         &format!("/v1/quarantine/{id}/replay"),
         json!({"actor": "ops@shop"}),
