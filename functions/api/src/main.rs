@@ -2,18 +2,21 @@
 //! `tally_app::http`. Serves `/v1/*` and `/healthz` behind the admin token.
 
 use tally_app::http::{AppState, router};
-use tally_aws::{Config, handlers};
+use tally_aws::{Config, Table, handlers};
 use tally_core::ports::queues;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_http::Error> {
     handlers::init_tracing();
-    let config = Config::from_env(&[
-        queues::INBOUND,
-        queues::STOCK,
-        queues::ORDER,
-        queues::SIGNAL,
-    ])?;
+    let config = Config::from_env(
+        &[Table::State, Table::Audit],
+        &[
+            queues::INBOUND,
+            queues::STOCK,
+            queues::ORDER,
+            queues::SIGNAL,
+        ],
+    )?;
     let tally = tally_aws::tally(&config).await;
     // Without a configured token the admin routes stay closed: nobody can
     // know a random one.

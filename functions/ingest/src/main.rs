@@ -2,13 +2,13 @@
 //! `tally_app::http`. Serves `/webhooks/*` and `/events/*`: verify, queue durably, 202.
 
 use tally_app::http::{AppState, router};
-use tally_aws::{Config, handlers};
+use tally_aws::{Config, Table, handlers};
 use tally_core::ports::queues;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_http::Error> {
     handlers::init_tracing();
-    let config = Config::from_env(&[queues::INBOUND])?;
+    let config = Config::from_env(&[Table::State], &[queues::INBOUND])?;
     let tally = tally_aws::tally(&config).await;
     // Without a configured token the admin routes stay closed: nobody can
     // know a random one.

@@ -9,7 +9,7 @@ use tally_core::ports::queues;
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     handlers::init_tracing();
-    let config = Config::from_env(&[queues::ORDER, queues::OUTBOUND])?;
+    let config = Config::from_env(&[], &[queues::ORDER, queues::OUTBOUND])?;
     let tally = &tally_aws::tally(&config).await;
     run(service_fn(move |e: LambdaEvent<Event>| async move {
         Ok::<_, Error>(handlers::publish::handle(tally, e.payload).await)

@@ -3,15 +3,13 @@
 
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 use serde_json::Value;
-use tally_aws::{Config, handlers};
+use tally_aws::handlers;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     handlers::init_tracing();
-    let config = Config::from_env(&[])?;
-    let tally = &tally_aws::tally(&config).await;
-    run(service_fn(move |e: LambdaEvent<Value>| {
-        handlers::reprice::handle(tally, e.payload)
+    run(service_fn(|e: LambdaEvent<Value>| {
+        handlers::reprice::handle(e.payload)
     }))
     .await
 }

@@ -5,14 +5,30 @@ use std::collections::BTreeMap;
 
 use crate::error::Error;
 
+/// The tables a function may use; it is given (and granted) only those.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Table {
+    State,
+    Audit,
+}
+
+impl Table {
+    pub fn var(self) -> &'static str {
+        match self {
+            Table::State => "STATE_TABLE",
+            Table::Audit => "AUDIT_TABLE",
+        }
+    }
+}
+
 /// Table names and queue URLs, from the environment SAM sets:
 /// `STATE_TABLE`, `AUDIT_TABLE`, and `<NAME>_QUEUE_URL` per queue
 /// (`INBOUND_QUEUE_URL`, `STOCK_QUEUE_URL`, ...; a DLQ is
-/// `<NAME>_DLQ_URL`).
+/// `<NAME>_DLQ_URL`). A function reads only what it uses.
 #[derive(Debug, Clone, Default)]
 pub struct Config {
-    pub state_table: String,
-    pub audit_table: String,
+    pub state_table: Option<String>,
+    pub audit_table: Option<String>,
     /// Logical queue name (`inbound`, `stock-dlq`, ...) to URL.
     pub queues: BTreeMap<String, String>,
     /// The admin API's bearer token (api function only).
@@ -22,11 +38,12 @@ pub struct Config {
 impl Config {
     /// Reads the tables and the queues this function uses. Every missing
     /// variable is named in one error.
-    pub fn from_env(queues: &[&str]) -> Result<Config, Error> {
-        Self::from_lookup(queues, |k| std::env::var(k).ok())
+    pub fn from_env(tables: &[Table], queues: &[&str]) -> Result<Config, Error> {
+        Self::from_lookup(tables, queues, |k| std::env::var(k).ok())
     }
 
     pub fn from_lookup(
+        tables: &[Table],
         queues: &[&str],
         get: impl Fn(&str) -> Option<String>,
     ) -> Result<Config, Error> {
@@ -38,8 +55,12 @@ impl Config {
                 String::new()
             }
         };
-        let state_table = need("STATE_TABLE");
-        let audit_table = need("AUDIT_TABLE");
+        let state_table = tables
+            .contains(&Table::State)
+            .then(|| need(Table::State.var()));
+        let audit_table = tables
+            .contains(&Table::Audit)
+            .then(|| need(Table::Audit.var()));
         let queues = queues
             .iter()
             .map(|q| ((*q).to_owned(), need(&queue_var(q))))
@@ -72,9 +93,11 @@ mod tests {
 
     #[test]
     fn every_missing_variable_is_named() {
-        let err = Config::from_lookup(&["inbound", "stock-dlq"], |k| {
-            (k == "AUDIT_TABLE").then(|| "a".into())
-        })
+        let err = Config::from_lookup(
+            &[Table::State, Table::Audit],
+            &["inbound", "stock-dlq"],
+            |k| (k == "AUDIT_TABLE").then(|| "a".into()),
+        )
         .unwrap_err()
         .to_string();
         for v in ["STATE_TABLE", "INBOUND_QUEUE_URL", "STOCK_DLQ_URL"] {
@@ -85,8 +108,10 @@ mod tests {
 
     #[test]
     fn a_complete_environment_reads() {
-        let c = Config::from_lookup(&["inbound"], |k| Some(format!("v-{k}"))).unwrap();
-        assert_eq!(c.state_table, "v-STATE_TABLE");
+        let c =
+            Config::from_lookup(&[Table::State], &["inbound"], |k| Some(format!("v-{k}"))).unwrap();
+        assert_eq!(c.state_table.as_deref(), Some("v-STATE_TABLE"));
+        assert_eq!(c.audit_table, None, "a table not asked for is not read");
         assert_eq!(c.queues["inbound"], "v-INBOUND_QUEUE_URL");
     }
 }

@@ -108,7 +108,29 @@ impl DynamoStore {
         &self.client
     }
 
+    fn state(&self) -> Result<&str, Error> {
+        if self.state_table.is_empty() {
+            return Err(Error::Config(
+                "STATE_TABLE (this function is not given the state table)".into(),
+            ));
+        }
+        Ok(&self.state_table)
+    }
+
+    fn audit(&self) -> Result<&str, Error> {
+        if self.audit_table.is_empty() {
+            return Err(Error::Config(
+                "AUDIT_TABLE (this function is not given the audit table)".into(),
+            ));
+        }
+        Ok(&self.audit_table)
+    }
+
     fn build(&self, tx: &Transaction) -> Result<(Vec<TransactWriteItem>, Vec<String>), Error> {
+        self.state()?;
+        if !tx.audit.is_empty() {
+            self.audit()?;
+        }
         // Which key each item concerns, to name it in a conflict.
         let mut keys = vec![];
         let mut items = vec![];
@@ -246,6 +268,7 @@ impl DynamoStore {
 #[async_trait]
 impl Store for DynamoStore {
     async fn get(&self, keys: &[Key]) -> tally_core::Result<Vec<Option<Versioned<Entity>>>> {
+        self.state()?;
         let mut found: HashMap<String, Versioned<Entity>> = HashMap::new();
         let mut unique: Vec<&str> = keys.iter().map(Key::as_str).collect();
         unique.sort_unstable();
@@ -300,6 +323,7 @@ impl Store for DynamoStore {
     }
 
     async fn list(&self, kind: Kind) -> tally_core::Result<Vec<Versioned<Entity>>> {
+        self.state()?;
         let items = self
             .query_all(
                 || {
@@ -358,6 +382,7 @@ impl Store for DynamoStore {
     }
 
     async fn was_applied(&self, key: &str) -> tally_core::Result<bool> {
+        self.state()?;
         let resp = self
             .client
             .get_item()
@@ -371,6 +396,7 @@ impl Store for DynamoStore {
     }
 
     async fn audit_for(&self, entity: &str, limit: usize) -> tally_core::Result<Vec<AuditRecord>> {
+        self.audit()?;
         let items = self
             .query_all(
                 || {
@@ -389,6 +415,7 @@ impl Store for DynamoStore {
     }
 
     async fn audit_record(&self, id: &str) -> tally_core::Result<Option<AuditRecord>> {
+        self.audit()?;
         let items = self
             .query_all(
                 || {

@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 use tally_app::{LedgerStep, Tally};
 
-pub use config::Config;
+pub use config::{Config, Table};
 pub use dynamo::DynamoStore;
 pub use error::Error;
 pub use sqs::SqsQueue;
@@ -31,10 +31,11 @@ pub use sqs::SqsQueue;
 /// Builds the SDK clients (once per cold start) and the ports over them.
 pub async fn tally(config: &Config) -> Tally {
     let sdk = aws_config::load_from_env().await;
+    // A function without a table gets a store that says so if used.
     let store = DynamoStore::new(
         aws_sdk_dynamodb::Client::new(&sdk),
-        &config.state_table,
-        &config.audit_table,
+        config.state_table.clone().unwrap_or_default(),
+        config.audit_table.clone().unwrap_or_default(),
     );
     let queue = SqsQueue::new(aws_sdk_sqs::Client::new(&sdk), config.queues.clone());
     Tally::new(Arc::new(store), Arc::new(queue)).with_ledger_step(LedgerStep::Queued)

@@ -74,3 +74,50 @@ pub fn decode(record: &EventRecord) -> Result<StateChange, Error> {
         at: c.approximate_creation_date_time,
     })))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_outbox_insert_becomes_the_message_to_relay() {
+        let e: aws_lambda_events::dynamodb::Event = serde_json::from_str(include_str!(
+            "../../../tests/events/lambda/publish-outbox-order-short.json"
+        ))
+        .unwrap();
+        let StateChange::Outbox(o) = decode(&e.records[0]).unwrap() else {
+            panic!("not an outbox item")
+        };
+        assert_eq!(o.queue, "order");
+        assert_eq!(o.message.group.as_deref(), Some("big-1"));
+        assert!(o.message.body.contains("order.short"));
+    }
+
+    #[test]
+    fn a_record_change_decodes_old_and_new() {
+        let doc = |n: u32| {
+            let mut s = tally_core::ledger::StockRecord::new(tally_core::Sku::parse("A").unwrap());
+            s.safety_stock = n;
+            serde_json::to_string(&Entity::Stock(s)).unwrap()
+        };
+        let event = serde_json::json!({"Records": [{
+            "eventID": "1", "eventName": "MODIFY", "awsRegion": "eu-west-1",
+            "dynamodb": {"Keys": {"pk": {"S": "stock:A"}},
+                         "OldImage": {"pk": {"S": "stock:A"}, "doc": {"S": doc(1)}},
+                         "NewImage": {"pk": {"S": "stock:A"}, "doc": {"S": doc(2)}},
+                         "SizeBytes": 1, "SequenceNumber": "5"}}]});
+        let e: aws_lambda_events::dynamodb::Event = serde_json::from_value(event).unwrap();
+        let StateChange::Record(c) = decode(&e.records[0]).unwrap() else {
+            panic!("not a record change")
+        };
+        assert_eq!(c.key.as_str(), "stock:A");
+        assert_eq!(
+            c.old.and_then(|o| o.into_stock()).map(|s| s.safety_stock),
+            Some(1)
+        );
+        assert_eq!(
+            c.new.and_then(|o| o.into_stock()).map(|s| s.safety_stock),
+            Some(2)
+        );
+    }
+}

@@ -76,3 +76,79 @@ pub fn init_tracing() {
         .with_target(false)
         .init();
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    const STOCK_EVENT: &str =
+        include_str!("../../../../tests/events/lambda/update-stock-count.json");
+
+    /// Three messages: a1 and a2 in group A, b1 in group B.
+    fn batch() -> SqsEvent {
+        let mut e: SqsEvent = serde_json::from_str(STOCK_EVENT).unwrap();
+        let template = e.records[0].clone();
+        e.records = ["a1", "a2", "b1"]
+            .iter()
+            .map(|id| {
+                let mut m = template.clone();
+                m.message_id = Some((*id).to_owned());
+                m.attributes
+                    .insert("MessageGroupId".into(), id[..1].to_uppercase());
+                m
+            })
+            .collect();
+        e
+    }
+
+    #[tokio::test]
+    async fn only_failures_are_reported_and_a_failed_fifo_group_stops() {
+        let tried = Mutex::new(vec![]);
+        let resp = each_message(batch(), |m| {
+            let id = m.message_id.clone().unwrap();
+            tried.lock().unwrap().push(id.clone());
+            async move {
+                if id == "a1" {
+                    Err(AppError::Unavailable("throttled".into()))
+                } else {
+                    Ok(())
+                }
+            }
+        })
+        .await;
+        let failed: Vec<_> = resp
+            .batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.as_str())
+            .collect();
+        assert_eq!(failed, ["a1", "a2"], "a2 waits behind a1; b1 is done");
+        assert_eq!(
+            *tried.lock().unwrap(),
+            ["a1", "b1"],
+            "a2 is not tried out of order"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_undecodable_body_is_a_failure_not_a_panic() {
+        let mut e = batch();
+        e.records[0].body = Some("{not json".into());
+        let resp = each_message(e, |m| async move {
+            body::<tally_core::inbound::SourcedEvent>(&m).map(|_| ())
+        })
+        .await;
+        assert_eq!(
+            resp.batch_item_failures.len(),
+            2,
+            "a1 fails, a2 waits behind it"
+        );
+    }
+
+    #[test]
+    fn the_fixture_is_a_sourced_event() {
+        let e: SqsEvent = serde_json::from_str(STOCK_EVENT).unwrap();
+        let s: tally_core::inbound::SourcedEvent = body(&e.records[0]).unwrap();
+        assert_eq!(s.event.body.type_name(), "stock.counted");
+    }
+}

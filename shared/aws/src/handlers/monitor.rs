@@ -42,3 +42,23 @@ pub async fn handle(event: StreamEvent) {
         println!("{doc}");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn audit_inserts_are_counted_by_kind_in_emf() {
+        let e: StreamEvent = serde_json::from_str(include_str!(
+            "../../../../tests/events/lambda/monitor-audit-insert.json"
+        ))
+        .unwrap();
+        let doc = metrics(&e, 1).unwrap();
+        assert_eq!(doc["stock.reserved"], 1);
+        assert_eq!(doc["_aws"]["CloudWatchMetrics"][0]["Namespace"], "Tally");
+        assert_eq!(
+            doc["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Name"],
+            "stock.reserved"
+        );
+    }
+}

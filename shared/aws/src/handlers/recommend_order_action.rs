@@ -10,13 +10,11 @@
 //! - Retries: as the SQS mapping; poison messages reach the DLQ.
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
-use tally_app::Tally;
 use tally_core::inbound::SourcedEvent;
 
 use super::{body, each_message};
 
-pub async fn handle(tally: &Tally, event: SqsEvent) -> SqsBatchResponse {
-    let _ = tally;
+pub async fn handle(event: SqsEvent) -> SqsBatchResponse {
     each_message(event, |msg| async move {
         let e: SourcedEvent = body(&msg)?;
         tracing::info!(event = %e.event.id, kind = e.event.body.type_name(), "order event received");

@@ -12,13 +12,11 @@ use aws_lambda_events::dynamodb::Event as StreamEvent;
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use aws_lambda_events::streams::DynamoDbEventResponse;
 use serde_json::Value;
-use tally_app::Tally;
 use tally_core::inbound::SourcedEvent;
 
 use super::{body, each_message};
 
-pub async fn handle(tally: &Tally, event: Value) -> Result<Value, lambda_runtime::Error> {
-    let _ = tally;
+pub async fn handle(event: Value) -> Result<Value, lambda_runtime::Error> {
     let from_sqs = event
         .pointer("/Records/0/eventSource")
         .and_then(Value::as_str)
