@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The one test command (README): formatting, lints, and every suite.
-# It installs and starts what the suites need, and stops it again.
+# The one test command (README): formatting, lints, and every suite, the AWS
+# ones included. It installs and starts what the suites need (DynamoDB Local,
+# moto, cfn-lint, cargo-lambda, under .emulators/) and stops it again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,5 +19,19 @@ fi
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 
-step "cargo test (unit, property, conformance on SQLite, end-to-end)"
-cargo test --workspace
+step "emulators: DynamoDB Local and moto (installed under .emulators/ if missing)"
+infra/emulators.sh install
+trap 'infra/emulators.sh stop' EXIT
+eval "$(infra/emulators.sh start)"
+echo "DynamoDB Local at $AWS_ENDPOINT_URL_DYNAMODB, moto SQS at $AWS_ENDPOINT_URL_SQS"
+
+step "cfn-lint template.yaml"
+cfn-lint template.yaml
+
+step "cargo test: unit, property, conformance (SQLite and DynamoDB/SQS), end-to-end"
+# The AWS suites are #[ignore = "needs DynamoDB Local and moto"] so a plain
+# `cargo test` says so; here the emulators are up, so they run.
+cargo test --workspace -- --include-ignored
+
+step "cargo lambda: release build and invoke under cargo lambda watch"
+infra/lambda-smoke.sh

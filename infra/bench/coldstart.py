@@ -1,0 +1,120 @@
+#!/usr/bin/env python3
+"""Cold start of a release Lambda binary, to its first response.
+
+A minimal Lambda runtime API (the part a custom runtime talks to) serves one
+event; the binary is started fresh each round and timed from process start
+to the moment it posts its response. Peak RSS is read from /proc before the
+process is stopped.
+
+    infra/bench/coldstart.py FUNCTION FIXTURE [--rounds N] [--env K=V,K=V]
+
+FUNCTION is a folder under target/lambda/ (cargo lambda build --release);
+FIXTURE a file under tests/events/lambda/. Point AWS_ENDPOINT_URL_* at the
+emulators when the function talks to DynamoDB or SQS.
+"""
+import argparse, json, os, statistics, subprocess, threading, time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def serve(event: bytes):
+    state = {"served": False, "response_at": None, "body": None, "error": None}
+
+    class Runtime(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            if self.path.endswith("/invocation/next") and not state["served"]:
+                state["served"] = True
+                self.send_response(200)
+                self.send_header("Lambda-Runtime-Aws-Request-Id", "cold-1")
+                self.send_header("Lambda-Runtime-Deadline-Ms", str(int(time.time() * 1000) + 30000))
+                self.send_header("Lambda-Runtime-Invoked-Function-Arn", "arn:aws:lambda:us-east-1:000000000000:function:bench")
+                self.send_header("Lambda-Runtime-Trace-Id", "Root=1-00000000-000000000000000000000000")
+                self.send_header("Content-Length", str(len(event)))
+                self.end_headers()
+                self.wfile.write(event)
+            else:
+                time.sleep(30)  # no second event: hold the poll
+
+        def do_POST(self):
+            length = int(self.headers.get("Content-Length", 0))
+            body = self.rfile.read(length)
+            if "/response" in self.path:
+                state["response_at"] = time.perf_counter()
+                state["body"] = body
+            elif "/error" in self.path:
+                state["error"] = body
+                state["response_at"] = time.perf_counter()
+            self.send_response(202)
+            self.end_headers()
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Runtime)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, state
+
+
+def peak_rss_kb(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except FileNotFoundError:
+        return None
+
+
+def one_round(binary, event, extra_env):
+    server, state = serve(event)
+    env = dict(os.environ, **extra_env)
+    env.update({
+        "AWS_LAMBDA_RUNTIME_API": f"127.0.0.1:{server.server_address[1]}",
+        "AWS_LAMBDA_FUNCTION_NAME": "bench", "AWS_LAMBDA_FUNCTION_VERSION": "1",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "128", "AWS_LAMBDA_LOG_GROUP_NAME": "bench",
+        "AWS_LAMBDA_LOG_STREAM_NAME": "bench", "RUST_LOG": "warn",
+    })
+    start = time.perf_counter()
+    proc = subprocess.Popen([binary], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    while state["response_at"] is None and proc.poll() is None and time.perf_counter() - start < 20:
+        time.sleep(0.0005)
+    rss = peak_rss_kb(proc.pid)
+    proc.kill()
+    proc.wait()
+    server.shutdown()
+    if state["response_at"] is None:
+        raise SystemExit(f"no response: {proc.stderr.read().decode()[-2000:]}")
+    return (state["response_at"] - start) * 1000, rss, state["body"], state["error"]
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("function")
+    p.add_argument("fixture")
+    p.add_argument("--rounds", type=int, default=10)
+    p.add_argument("--env", default="")
+    a = p.parse_args()
+    binary = os.path.join(ROOT, "target/lambda", a.function, "bootstrap")
+    event = open(os.path.join(ROOT, "tests/events/lambda", a.fixture), "rb").read()
+    extra = dict(kv.split("=", 1) for kv in a.env.split(",") if kv)
+    times, rss, last = [], [], None
+    for _ in range(a.rounds):
+        ms, kb, body, err = one_round(binary, event, extra)
+        if err:
+            raise SystemExit(f"the function answered an error: {err.decode()}")
+        times.append(ms)
+        rss.append(kb or 0)
+        last = body
+    size = os.path.getsize(binary)
+    print(json.dumps({
+        "function": a.function, "fixture": a.fixture, "rounds": a.rounds,
+        "cold_start_to_first_response_ms": {"median": round(statistics.median(times), 1),
+                                            "min": round(min(times), 1), "max": round(max(times), 1)},
+        "peak_rss_mb": round(max(rss) / 1024, 1), "binary_bytes": size,
+        "answer": json.loads(last) if last else None,
+    }, indent=2))
+
+
+if __name__ == "__main__":
+    main()
