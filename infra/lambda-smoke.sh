@@ -40,7 +40,7 @@ ddb.create_table(TableName=f"{run}-audit", BillingMode="PAY_PER_REQUEST",
     GlobalSecondaryIndexes=[{"IndexName": "by-id", "Projection": {"ProjectionType": "ALL"},
         "KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}]}],
     StreamSpecification=stream)
-source = {"kind": "source", "name": "shop", "platform": "shopify", "secret": "shopify-app-secret-0123456789",
+source = {"entity": "source", "name": "shop", "platform": "shopify", "secret": "shopify-app-secret-0123456789",
           "channel": "shopify", "authoritative_stock": False, "api": {}, "updated_at": "2026-12-03T00:00:00Z"}
 ddb.put_item(TableName=f"{run}-state", Item={"pk": {"S": "source:shop"}, "kind": {"S": "source"},
     "version": {"N": "1"}, "doc": {"S": json.dumps(source)}})

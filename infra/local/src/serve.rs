@@ -31,16 +31,27 @@ async fn serve(addr: SocketAddr, data: PathBuf) -> anyhow::Result<()> {
             "picked up messages a previous run was processing"
         );
     }
-    let tally = Tally::new(Arc::new(db.clone()), Arc::new(db));
+    let tally = Tally::new(Arc::new(db.clone()), Arc::new(db.clone()));
     let admin_token = admin_token();
 
     let wake = Arc::new(Notify::new());
     let (stop, stopped) = watch::channel(false);
-    let worker = tokio::spawn(tally_app::worker::run_inbound(
-        tally.clone(),
-        wake.clone(),
-        stopped,
-    ));
+    let workers = [
+        tokio::spawn(tally_app::worker::run_inbound(
+            tally.clone(),
+            wake.clone(),
+            stopped.clone(),
+        )),
+        tokio::spawn(tally_app::worker::run_signals(
+            tally.clone(),
+            stopped.clone(),
+        )),
+        tokio::spawn(tally_app::worker::follow_stock_changes(
+            tally.clone(),
+            Arc::new(db),
+            stopped,
+        )),
+    ];
 
     let app = router(AppState {
         tally,
@@ -61,7 +72,9 @@ async fn serve(addr: SocketAddr, data: PathBuf) -> anyhow::Result<()> {
         .await?;
     tracing::info!("shutting down");
     stop.send(true).ok();
-    worker.await.ok();
+    for w in workers {
+        w.await.ok();
+    }
     Ok(())
 }
 

@@ -247,7 +247,7 @@ impl Tally {
 fn product_view(p: &Product) -> Value {
     let mut v = serde_json::to_value(p).unwrap_or_default();
     if let Some(o) = v.as_object_mut() {
-        o.remove("kind");
+        o.remove("entity");
     }
     v
 }

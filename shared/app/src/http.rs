@@ -46,6 +46,9 @@ pub fn router(state: AppState) -> Router {
             axum::routing::delete(discard_quarantined),
         )
         .route("/v1/drift", get(get_drift))
+        .route("/v1/prices/{sku}", get(get_price))
+        .route("/v1/audit/{id}/revert", post(revert))
+        .route("/v1/actions", get(get_actions))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_admin));
     Router::new()
         .route("/healthz", get(healthz))
@@ -251,4 +254,31 @@ async fn discard_quarantined(
 
 async fn get_drift(State(s): State<AppState>) -> Result<Json<Value>, AppError> {
     Ok(Json(s.tally.drift().await?))
+}
+
+async fn get_price(
+    State(s): State<AppState>,
+    Path(sku): Path<String>,
+) -> Result<Json<Value>, AppError> {
+    Ok(Json(s.tally.price_view(&sku).await?))
+}
+
+async fn revert(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, AppError> {
+    Ok(Json(s.tally.revert(&id, &optional_json(body)?).await?))
+}
+
+#[derive(Deserialize)]
+struct ActionsQuery {
+    status: Option<String>,
+}
+
+async fn get_actions(
+    State(s): State<AppState>,
+    Query(q): Query<ActionsQuery>,
+) -> Result<Json<Value>, AppError> {
+    Ok(Json(s.tally.actions(q.status.as_deref()).await?))
 }

@@ -23,6 +23,7 @@ pub mod http;
 pub mod ingest;
 pub mod ledger;
 pub mod pipeline;
+pub mod pricing;
 pub mod quarantine;
 pub mod worker;
 

@@ -1,15 +1,19 @@
-//! The local stand-in for an SQS event-source mapping: receive a batch,
-//! run the step on each message, delete what succeeded, put back what
-//! failed with a growing delay. A message that keeps failing is redriven to
-//! the DLQ by the queue itself after its maximum receives.
+//! The local stand-ins for Lambda's event-source mappings: receive a batch
+//! from a queue, run the step on each message, delete what succeeded, put
+//! back what failed with a growing delay (the queue dead-letters a message
+//! after its maximum receives); and follow the change feed as a stream
+//! mapping would, remembering how far it got.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tally_core::inbound::Delivery;
-use tally_core::ports::queues;
+use tally_core::entity::Kind;
+use tally_core::inbound::{Delivery, SourcedEvent};
+use tally_core::ports::{ChangeFeed, queues};
 use tokio::sync::{Notify, watch};
 
+use crate::pricing::Trigger;
 use crate::{AppError, Tally};
 
 const BATCH: usize = 32;
@@ -19,50 +23,129 @@ const IDLE_POLL: Duration = Duration::from_millis(250);
 
 /// Drains the inbound queue until `shutdown` turns true. `wake` is notified
 /// by the ingest route so a fresh delivery is picked up at once.
-pub async fn run_inbound(tally: Tally, wake: Arc<Notify>, mut shutdown: watch::Receiver<bool>) {
-    tracing::info!("inbound worker started");
+pub async fn run_inbound(tally: Tally, wake: Arc<Notify>, shutdown: watch::Receiver<bool>) {
+    let t = tally.clone();
+    drain(&tally, queues::INBOUND, Some(wake), shutdown, move |body| {
+        let t = t.clone();
+        async move {
+            let d: Delivery = serde_json::from_str(&body)
+                .map_err(|e| AppError::Internal(format!("undecodable delivery: {e}")))?;
+            t.process_delivery(&d).await.map(|_| ())
+        }
+    })
+    .await
+}
+
+/// Drains the signal queue into the reprice step.
+pub async fn run_signals(tally: Tally, shutdown: watch::Receiver<bool>) {
+    let t = tally.clone();
+    drain(&tally, queues::SIGNAL, None, shutdown, move |body| {
+        let t = t.clone();
+        async move {
+            let e: SourcedEvent = serde_json::from_str(&body)
+                .map_err(|e| AppError::Internal(format!("undecodable signal: {e}")))?;
+            t.reprice_on_signal(&e.source, &e.event).await.map(|_| ())
+        }
+    })
+    .await
+}
+
+async fn drain<F, Fut>(
+    tally: &Tally,
+    queue: &'static str,
+    wake: Option<Arc<Notify>>,
+    mut shutdown: watch::Receiver<bool>,
+    step: F,
+) where
+    F: Fn(String) -> Fut,
+    Fut: Future<Output = Result<(), AppError>>,
+{
+    tracing::info!(queue, "worker started");
+    let nudge = wake.unwrap_or_default();
     while !*shutdown.borrow() {
-        let batch = match tally
-            .queue
-            .receive(queues::INBOUND, BATCH, VISIBILITY)
-            .await
-        {
+        let batch = match tally.queue.receive(queue, BATCH, VISIBILITY).await {
             Ok(b) => b,
             Err(e) => {
-                tracing::warn!(error = %e, "receive failed");
+                tracing::warn!(queue, error = %e, "receive failed");
                 Vec::new()
             }
         };
         if batch.is_empty() {
             tokio::select! {
-                _ = wake.notified() => {}
+                _ = nudge.notified() => {}
                 _ = tokio::time::sleep(IDLE_POLL) => {}
                 _ = shutdown.changed() => {}
             }
             continue;
         }
         for msg in batch {
-            let result = match serde_json::from_str::<Delivery>(&msg.body) {
-                Ok(d) => tally.process_delivery(&d).await.map(|_| ()),
-                Err(e) => Err(AppError::Internal(format!("undecodable delivery: {e}"))),
-            };
-            let done = match result {
-                Ok(()) => tally.queue.delete(queues::INBOUND, &msg.receipt).await,
+            let done = match step(msg.body).await {
+                Ok(()) => tally.queue.delete(queue, &msg.receipt).await,
                 Err(e) => {
                     // Transient or not, the message stays: a transient error
                     // heals on retry, a permanent one ends in the DLQ.
-                    tracing::warn!(error = %e, receives = msg.receive_count, "delivery failed; will retry");
+                    tracing::warn!(queue, error = %e, receives = msg.receive_count, "step failed; will retry");
                     let delay = Duration::from_millis(100 * 2u64.pow(msg.receive_count.min(8)));
-                    tally
-                        .queue
-                        .retry_after(queues::INBOUND, &msg.receipt, delay)
-                        .await
+                    tally.queue.retry_after(queue, &msg.receipt, delay).await
                 }
             };
             if let Err(e) = done {
-                tracing::warn!(error = %e, "could not settle a message; it will be redelivered");
+                tracing::warn!(queue, error = %e, "could not settle a message; it will be redelivered");
             }
         }
     }
-    tracing::info!("inbound worker stopped");
+    tracing::info!(queue, "worker stopped");
+}
+
+/// Follows the change feed and reprices a SKU whenever its stock changes,
+/// counting newly reserved units as sales. What it has seen is saved, so a
+/// restart resumes where it stopped.
+pub async fn follow_stock_changes(
+    tally: Tally,
+    feed: Arc<dyn ChangeFeed>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    const CONSUMER: &str = "reprice";
+    tracing::info!("change feed follower started");
+    let mut at = feed.cursor(CONSUMER).await.unwrap_or(0);
+    while !*shutdown.borrow() {
+        let changes = match feed.changes_after(at, 100).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the change feed failed");
+                vec![]
+            }
+        };
+        if changes.is_empty() {
+            tokio::select! {
+                _ = tokio::time::sleep(IDLE_POLL) => {}
+                _ = shutdown.changed() => {}
+            }
+            continue;
+        }
+        for c in changes {
+            if c.key.kind() == Kind::Stock
+                && let Some(new) = c.new.as_ref().and_then(|e| e.as_stock())
+            {
+                let before = c
+                    .old
+                    .as_ref()
+                    .and_then(|e| e.as_stock())
+                    .map_or(0, |s| s.reserved());
+                let trigger = Trigger::StockChanged {
+                    units_sold: new.reserved().saturating_sub(before),
+                };
+                if let Err(e) = tally.reprice(&new.sku, &trigger, None).await {
+                    // Try this change again on the next round.
+                    tracing::warn!(sku = %new.sku, error = %e, "reprice failed");
+                    break;
+                }
+            }
+            at = c.seq;
+        }
+        if let Err(e) = feed.save_cursor(CONSUMER, at).await {
+            tracing::warn!(error = %e, "could not save the change feed position");
+        }
+    }
+    tracing::info!("change feed follower stopped");
 }

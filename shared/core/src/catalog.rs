@@ -285,7 +285,13 @@ impl Product {
         let aliases = aliases(o, &mut r);
         let policy = match o.get("policy") {
             None | Some(Value::Null) => Map::new(),
-            Some(Value::Object(m)) => m.clone(),
+            Some(Value::Object(m)) => {
+                // Guardrails are checked when set, against this cost.
+                if let Err(why) = crate::pricing::Policy::parse(m, unit_cost) {
+                    r.0.extend(why.0);
+                }
+                m.clone()
+            }
             Some(_) => {
                 r.push("policy", "must be an object");
                 Map::new()

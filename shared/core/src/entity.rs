@@ -5,9 +5,11 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::action::Action;
 use crate::catalog::{Location, Product, Source};
 use crate::drift::ChannelView;
 use crate::ledger::{OrderRecord, StockRecord};
+use crate::pricing::PriceRecord;
 use crate::quarantine::QuarantineEntry;
 use crate::types::{Channel, LocationId, OrderId, Sku, SourceName};
 
@@ -21,10 +23,12 @@ pub enum Kind {
     Location,
     Quarantine,
     ChannelView,
+    Price,
+    Action,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 7] = [
+    pub const ALL: [Kind; 9] = [
         Kind::Stock,
         Kind::Order,
         Kind::Product,
@@ -32,6 +36,8 @@ impl Kind {
         Kind::Location,
         Kind::Quarantine,
         Kind::ChannelView,
+        Kind::Price,
+        Kind::Action,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -42,6 +48,8 @@ impl Kind {
             Kind::Location => "location",
             Kind::Quarantine => "quarantine",
             Kind::ChannelView => "channel_view",
+            Kind::Price => "price",
+            Kind::Action => "action",
         }
     }
     pub fn parse(raw: &str) -> Option<Kind> {
@@ -75,6 +83,12 @@ impl Key {
     pub fn quarantine(id: &str) -> Key {
         Key::of(Kind::Quarantine, id)
     }
+    pub fn price(sku: &Sku) -> Key {
+        Key::of(Kind::Price, sku.as_str())
+    }
+    pub fn action(id: &str) -> Key {
+        Key::of(Kind::Action, id)
+    }
     /// Neither part may contain `/`, so the pair is unambiguous.
     pub fn channel_view(channel: &Channel, sku: &Sku) -> Key {
         Key::of(Kind::ChannelView, &format!("{channel}/{sku}"))
@@ -101,8 +115,9 @@ impl fmt::Display for Key {
     }
 }
 
+/// Stored as the record's JSON with an `entity` field naming its kind.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(tag = "entity", rename_all = "snake_case")]
 pub enum Entity {
     Stock(StockRecord),
     Order(OrderRecord),
@@ -111,6 +126,8 @@ pub enum Entity {
     Location(Location),
     Quarantine(QuarantineEntry),
     ChannelView(ChannelView),
+    Price(PriceRecord),
+    Action(Action),
 }
 
 impl Entity {
@@ -123,6 +140,8 @@ impl Entity {
             Entity::Location(l) => Key::location(&l.id),
             Entity::Quarantine(q) => Key::quarantine(&q.id),
             Entity::ChannelView(v) => Key::channel_view(&v.channel, &v.sku),
+            Entity::Price(p) => Key::price(&p.sku),
+            Entity::Action(a) => Key::action(&a.id),
         }
     }
     pub fn kind(&self) -> Kind {
@@ -134,6 +153,8 @@ impl Entity {
             Entity::Location(_) => Kind::Location,
             Entity::Quarantine(_) => Kind::Quarantine,
             Entity::ChannelView(_) => Kind::ChannelView,
+            Entity::Price(_) => Kind::Price,
+            Entity::Action(_) => Kind::Action,
         }
     }
 }
@@ -168,4 +189,6 @@ entity_accessors! {
     Location => as_location, into_location: Location;
     Quarantine => as_quarantine, into_quarantine: QuarantineEntry;
     ChannelView => as_channel_view, into_channel_view: ChannelView;
+    Price => as_price, into_price: PriceRecord;
+    Action => as_action, into_action: Action;
 }

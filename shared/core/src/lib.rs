@@ -7,6 +7,8 @@
 //! - [`catalog`]: sources, locations and products as the merchant sets them.
 //! - [`ledger`]: stock per SKU × location, reservations, the decision for
 //!   each ledger event.
+//! - [`pricing`]: guardrailed price decisions and the price record.
+//! - [`action`]: proposals that wait for a person.
 //! - [`audit`]: the record written with every change.
 //! - [`quarantine`], [`inbound`]: bad input kept for replay; raw deliveries.
 //! - [`drift`]: what a channel that is not authoritative for stock shows,
@@ -18,6 +20,7 @@
 //! Every decision is a pure function of (state, event, policy, now); the
 //! edges load, call and persist.
 
+pub mod action;
 pub mod audit;
 pub mod catalog;
 pub mod drift;
@@ -27,6 +30,7 @@ pub mod event;
 pub mod inbound;
 pub mod ledger;
 pub mod ports;
+pub mod pricing;
 pub mod quarantine;
 pub mod types;
 

@@ -134,6 +134,9 @@ pub struct Change {
 pub trait ChangeFeed: Send + Sync {
     /// Changes after `after`, oldest first.
     async fn changes_after(&self, after: u64, max: usize) -> Result<Vec<Change>>;
+    /// How far `consumer` has read (0 if never).
+    async fn cursor(&self, consumer: &str) -> Result<u64>;
+    async fn save_cursor(&self, consumer: &str, seq: u64) -> Result<()>;
 }
 
 pub trait Clock: Send + Sync {

@@ -54,6 +54,11 @@ CREATE INDEX IF NOT EXISTS messages_by_queue ON messages (queue, visible_at, id)
 CREATE INDEX IF NOT EXISTS messages_by_group ON messages (queue, grp, id);
 CREATE UNIQUE INDEX IF NOT EXISTS messages_by_receipt ON messages (receipt);
 
+CREATE TABLE IF NOT EXISTS cursors (
+    consumer TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL
+);
+
 CREATE TABLE IF NOT EXISTS dedup (
     queue TEXT NOT NULL,
     id TEXT NOT NULL,

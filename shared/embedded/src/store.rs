@@ -240,4 +240,31 @@ impl ChangeFeed for Embedded {
             })
             .await?)
     }
+
+    async fn cursor(&self, consumer: &str) -> tally_core::Result<u64> {
+        let consumer = consumer.to_owned();
+        Ok(self
+            .call(move |conn| {
+                let seq: Option<i64> = conn
+                    .prepare_cached("SELECT seq FROM cursors WHERE consumer = ?1")?
+                    .query_row([consumer], |r| r.get(0))
+                    .optional()?;
+                Ok(seq.unwrap_or(0) as u64)
+            })
+            .await?)
+    }
+
+    async fn save_cursor(&self, consumer: &str, seq: u64) -> tally_core::Result<()> {
+        let consumer = consumer.to_owned();
+        Ok(self
+            .call(move |conn| {
+                conn.prepare_cached(
+                    "INSERT INTO cursors (consumer, seq) VALUES (?1, ?2)
+                     ON CONFLICT (consumer) DO UPDATE SET seq = excluded.seq",
+                )?
+                .execute(params![consumer, seq as i64])?;
+                Ok(())
+            })
+            .await?)
+    }
 }

@@ -3,20 +3,27 @@
 //! - Triggers: SQS `signal` (competitor prices, cost changes) and the state
 //!   table's stream (stock changes).
 //! - Input: either event shape; told apart by `eventSource`.
-//! - Output: partial batch failures (SQS or stream).
-//! - Side effects: none yet. The pricing workflow fills this step; until
-//!   then signals are acknowledged and logged, so nothing piles up.
-//! - Retries: as the trigger's mapping.
+//! - Output: partial batch failures (SQS message ids, or the first failed
+//!   stream record's sequence number).
+//! - Side effects: the price record (with `last_decision`), an audited price
+//!   change and one outbox item per channel, or a pending action for a move
+//!   too large to apply alone.
+//! - Retries: a signal is applied once per source and event id; a stock
+//!   change re-decided twice is held by `min_interval_s`.
 
 use aws_lambda_events::dynamodb::Event as StreamEvent;
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
-use aws_lambda_events::streams::DynamoDbEventResponse;
+use aws_lambda_events::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use serde_json::Value;
+use tally_app::Tally;
+use tally_app::pricing::Trigger;
+use tally_core::entity::Entity;
 use tally_core::inbound::SourcedEvent;
 
 use super::{body, each_message};
+use crate::stream::{StateChange, decode};
 
-pub async fn handle(event: Value) -> Result<Value, lambda_runtime::Error> {
+pub async fn handle(tally: &Tally, event: Value) -> Result<Value, lambda_runtime::Error> {
     let from_sqs = event
         .pointer("/Records/0/eventSource")
         .and_then(Value::as_str)
@@ -25,14 +32,42 @@ pub async fn handle(event: Value) -> Result<Value, lambda_runtime::Error> {
         let sqs: SqsEvent = serde_json::from_value(event)?;
         let resp: SqsBatchResponse = each_message(sqs, |msg| async move {
             let signal: SourcedEvent = body(&msg)?;
-            tracing::info!(event = %signal.event.id, kind = signal.event.body.type_name(), "pricing signal received");
-            Ok(())
+            tally
+                .reprice_on_signal(&signal.source, &signal.event)
+                .await
+                .map(|_| ())
         })
         .await;
         Ok(serde_json::to_value(resp)?)
     } else {
         let stream: StreamEvent = serde_json::from_value(event)?;
-        tracing::info!(records = stream.records.len(), "stock changes received");
-        Ok(serde_json::to_value(DynamoDbEventResponse::default())?)
+        Ok(serde_json::to_value(on_stock_changes(tally, stream).await)?)
     }
+}
+
+async fn on_stock_changes(tally: &Tally, stream: StreamEvent) -> DynamoDbEventResponse {
+    let mut resp = DynamoDbEventResponse::default();
+    for record in &stream.records {
+        let Ok(StateChange::Record(change)) = decode(record) else {
+            continue;
+        };
+        let Some(Entity::Stock(new)) = &change.new else {
+            continue;
+        };
+        let before = match &change.old {
+            Some(Entity::Stock(old)) => old.reserved(),
+            _ => 0,
+        };
+        let trigger = Trigger::StockChanged {
+            units_sold: new.reserved().saturating_sub(before),
+        };
+        if let Err(e) = tally.reprice(&new.sku, &trigger, None).await {
+            tracing::warn!(sku = %new.sku, error = %e, "reprice failed; the stream resumes here");
+            let mut f = DynamoDbBatchItemFailure::default();
+            f.item_identifier = record.change.sequence_number.clone();
+            resp.batch_item_failures.push(f);
+            break;
+        }
+    }
+    resp
 }

@@ -1,0 +1,452 @@
+//! The reprice step: when stock, a competitor or a cost moves, decide the
+//! price inside the product's guardrails (tally-core's `pricing::decide`)
+//! and persist the decision, applied or not, with the persistence
+//! primitive. An applied change is audited with its inputs and sent to
+//! every channel; a move too large to apply alone becomes a pending action.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde_json::{Value, json};
+use tally_core::action::{Action, ActionKind, ActionStatus};
+use tally_core::audit::{AuditRecord, Cause};
+use tally_core::catalog::Product;
+use tally_core::entity::{Entity, Key, Kind};
+use tally_core::event::{Event, EventBody};
+use tally_core::ports::{Expect, Message, OutboxMessage, Put, Transaction, queues};
+use tally_core::pricing::{
+    CompetitorPrice, Decision, Inputs, Outcome, Policy, PriceRecord, decide,
+};
+use tally_core::{Channel, Reasons, Sku, SourceName};
+
+use crate::pipeline::idempotency_key;
+use crate::{AppError, Tally};
+
+/// What made the price worth a fresh look.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Trigger {
+    /// The ledger changed; `units_sold` newly reserved.
+    StockChanged {
+        units_sold: u32,
+    },
+    Competitor {
+        name: String,
+        price: Decimal,
+        at: DateTime<Utc>,
+    },
+    CostChanged {
+        unit_cost: Decimal,
+    },
+}
+
+impl Trigger {
+    /// The trigger a pricing signal carries, with the SKU it concerns.
+    pub fn of_event(event: &Event) -> Option<(Sku, Trigger)> {
+        match &event.body {
+            EventBody::PriceCompetitorObserved {
+                sku,
+                competitor,
+                price,
+                ..
+            } => Some((
+                sku.clone(),
+                Trigger::Competitor {
+                    name: competitor.clone(),
+                    price: *price,
+                    at: event.occurred_at,
+                },
+            )),
+            EventBody::ProductCostChanged { sku, unit_cost, .. } => Some((
+                sku.clone(),
+                Trigger::CostChanged {
+                    unit_cost: *unit_cost,
+                },
+            )),
+            _ => None,
+        }
+    }
+}
+
+impl Tally {
+    /// A pricing signal from the signal queue: applied once per source and
+    /// event id.
+    pub async fn reprice_on_signal(
+        &self,
+        source: &SourceName,
+        event: &Event,
+    ) -> Result<Option<Decision>, AppError> {
+        let Some((sku, trigger)) = Trigger::of_event(event) else {
+            return Ok(None);
+        };
+        self.reprice(&sku, &trigger, Some(&idempotency_key(source, event)))
+            .await
+    }
+
+    /// Decides `sku`'s price now. `None` when there is nothing to price (no
+    /// product or no price yet) or the signal was applied before.
+    pub async fn reprice(
+        &self,
+        sku: &Sku,
+        trigger: &Trigger,
+        idem: Option<&str>,
+    ) -> Result<Option<Decision>, AppError> {
+        for attempt in 0..20u64 {
+            if let Some(k) = idem
+                && self.store.was_applied(k).await?
+            {
+                return Ok(None);
+            }
+            let keys = [Key::product(sku), Key::stock(sku), Key::price(sku)];
+            let mut got = self.store.get(&keys).await?.into_iter();
+            let (product_v, stock_v, price_v) = (
+                got.next().flatten(),
+                got.next().flatten(),
+                got.next().flatten(),
+            );
+            let Some(mut product) = product_v
+                .as_ref()
+                .and_then(|v| v.value.as_product().cloned())
+            else {
+                return Ok(None);
+            };
+            let now = self.now();
+            let mut product_changed = false;
+            if let Trigger::CostChanged { unit_cost } = trigger
+                && product.unit_cost != Some(*unit_cost)
+            {
+                product.unit_cost = Some(*unit_cost);
+                product_changed = true;
+            }
+            let existing = price_v.as_ref().and_then(|v| v.value.as_price().cloned());
+            let Some(mut record) = existing.or_else(|| {
+                product
+                    .price
+                    .map(|p| PriceRecord::new(sku.clone(), product.currency, p, now))
+            }) else {
+                return Ok(None);
+            };
+            match trigger {
+                Trigger::Competitor { name, price, at } => {
+                    record.competitors.insert(
+                        name.clone(),
+                        CompetitorPrice {
+                            price: *price,
+                            at: *at,
+                        },
+                    );
+                }
+                Trigger::StockChanged { units_sold } if *units_sold > 0 => {
+                    record.record_sale(*units_sold, now)
+                }
+                _ => {}
+            }
+            let stock = stock_v.as_ref().and_then(|v| v.value.as_stock());
+            let inputs = Inputs {
+                unit_cost: product.unit_cost,
+                current: record.price,
+                available: stock.map_or(0, |s| s.available()),
+                daily_sales: record.daily_sales(now),
+                stock_event_at: stock.and_then(|s| s.last_stock_event_at),
+                competitors: record.competitors.clone(),
+                last_changed_at: record.last_changed_at,
+                now,
+            };
+            let decision = match Policy::parse(&product.policy, product.unit_cost) {
+                Ok(policy) => decide(&policy, &inputs),
+                // A cost change can make a stored policy impossible (floor
+                // above ceiling): hold, and say so.
+                Err(reasons) => Decision {
+                    at: now,
+                    outcome: Outcome::Held,
+                    from: record.price,
+                    to: record.price,
+                    reasons: vec![format!("invalid_policy: {reasons}")],
+                    inputs: json!({}),
+                },
+            };
+            let cause = Cause::system(
+                idem.map_or_else(
+                    || format!("reprice:{sku}:{}", uuid::Uuid::now_v7()),
+                    str::to_owned,
+                ),
+                now,
+            );
+            let mut tx = Transaction {
+                applied: idem.map(str::to_owned),
+                ..Default::default()
+            };
+            match decision.outcome {
+                Outcome::Changed => {
+                    let audit = price_change_audit(&cause, 0, sku, &decision, "price.changed");
+                    self.set_price(&mut record, &mut product, decision.to, &audit, now, &mut tx)
+                        .await?;
+                    tx.audit.push(audit);
+                    product_changed = true;
+                }
+                Outcome::PendingApproval if record.pending_action.is_none() => {
+                    let action = price_action(sku, &record, &decision, &cause);
+                    tx.audit.push(cause.record(
+                        0,
+                        format!("action:{}", action.id),
+                        "action.proposed",
+                        Value::Null,
+                        json!({"kind": "price_change", "proposal": action.proposal}),
+                        json!({"reasons": decision.reasons, "inputs": decision.inputs}),
+                    ));
+                    record.pending_action = Some(action.id.clone());
+                    tx.puts.push(Put {
+                        expect: Expect::Absent,
+                        entity: Entity::Action(action),
+                    });
+                }
+                _ => {}
+            }
+            record.last_decision = Some(decision.clone());
+            record.updated_at = now;
+            tx.puts.push(Put {
+                expect: Expect::from_loaded(price_v.as_ref()),
+                entity: Entity::Price(record),
+            });
+            if product_changed {
+                product.updated_at = now;
+                tx.puts.push(Put {
+                    expect: Expect::from_loaded(product_v.as_ref()),
+                    entity: Entity::Product(product),
+                });
+            }
+            match self.store.commit(tx).await {
+                Ok(()) => return Ok(Some(decision)),
+                Err(tally_core::Error::AlreadyApplied(_)) => return Ok(None),
+                Err(tally_core::Error::Conflict(_)) => {
+                    tokio::time::sleep(Duration::from_millis(attempt)).await
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(AppError::Unavailable(format!(
+            "price of {sku} kept changing; try again"
+        )))
+    }
+
+    /// Moves the price and tells every channel, inside `tx`.
+    async fn set_price(
+        &self,
+        record: &mut PriceRecord,
+        product: &mut Product,
+        to: Decimal,
+        audit: &AuditRecord,
+        now: DateTime<Utc>,
+        tx: &mut Transaction,
+    ) -> Result<(), AppError> {
+        record.price = to;
+        record.last_changed_at = Some(now);
+        record.last_change_audit = Some(audit.id.clone());
+        product.price = Some(to);
+        for channel in self.channels().await? {
+            let body = json!({"type": "price.changed", "sku": record.sku, "channel": channel,
+                              "price": to, "currency": record.currency, "cause": audit.id});
+            tx.outbox.push(OutboxMessage {
+                queue: queues::OUTBOUND.to_owned(),
+                message: Message {
+                    body: body.to_string(),
+                    group: Some(format!("{channel}/{}", record.sku)),
+                    dedup_id: Some(format!("{}:{channel}", audit.id)),
+                },
+            });
+        }
+        Ok(())
+    }
+
+    /// Every channel of a configured source.
+    pub async fn channels(&self) -> Result<BTreeSet<Channel>, AppError> {
+        Ok(self
+            .store
+            .list(Kind::Source)
+            .await?
+            .into_iter()
+            .filter_map(|v| v.value.into_source())
+            .map(|s| s.channel)
+            .collect())
+    }
+
+    /// `GET /v1/prices/{sku}`.
+    pub async fn price_view(&self, sku: &str) -> Result<Value, AppError> {
+        let sku =
+            Sku::parse(sku).map_err(|e| AppError::BadRequest(format!("sku in the path: {e}")))?;
+        let mut got = self
+            .store
+            .get(&[Key::product(&sku), Key::price(&sku)])
+            .await?
+            .into_iter();
+        let (product, record) = (got.next().flatten(), got.next().flatten());
+        let Some(product) = product.and_then(|v| v.value.into_product()) else {
+            return Err(AppError::NotFound(format!("product {sku:?}")));
+        };
+        let record = record.and_then(|v| v.value.into_price());
+        let policy = Policy::parse(&product.policy, product.unit_cost).unwrap_or_default();
+        Ok(json!({
+            "sku": sku,
+            "currency": product.currency,
+            "price": record.as_ref().map(|r| r.price).or(product.price),
+            "floor": policy.floor(product.unit_cost),
+            "ceiling": policy.ceiling(),
+            "updated_at": record.as_ref().map_or(product.updated_at, |r| r.updated_at),
+            "last_decision": record.as_ref().and_then(|r| r.last_decision.clone()),
+            "pending_action": record.as_ref().and_then(|r| r.pending_action.clone()),
+        }))
+    }
+
+    /// `POST /v1/audit/{id}/revert`: puts back the price a change replaced,
+    /// as a person's action. Only the latest change of a price can be
+    /// reverted; an older one was superseded (409).
+    pub async fn revert(&self, audit_id: &str, body: &Value) -> Result<Value, AppError> {
+        let (actor, note) = crate::quarantine::actor_and_note(body);
+        let Some(change) = self.store.audit_record(audit_id).await? else {
+            return Err(AppError::NotFound(format!("audit record {audit_id:?}")));
+        };
+        if !matches!(change.kind.as_str(), "price.changed" | "price.reverted") {
+            return Err(AppError::Conflict(format!(
+                "a {} cannot be reverted",
+                change.kind
+            )));
+        }
+        let sku = change
+            .entity
+            .strip_prefix("price:")
+            .and_then(|s| Sku::parse(s).ok())
+            .ok_or_else(|| AppError::Internal(format!("price audit on {}", change.entity)))?;
+        let previous: Decimal =
+            serde_json::from_value(change.before["price"].clone()).map_err(|e| {
+                AppError::Internal(format!("audit {audit_id} has no previous price: {e}"))
+            })?;
+        for _ in 0..20 {
+            let mut got = self
+                .store
+                .get(&[Key::product(&sku), Key::price(&sku)])
+                .await?
+                .into_iter();
+            let (product_v, price_v) = (got.next().flatten(), got.next().flatten());
+            let (Some(mut product), Some(mut record)) = (
+                product_v
+                    .as_ref()
+                    .and_then(|v| v.value.as_product().cloned()),
+                price_v.as_ref().and_then(|v| v.value.as_price().cloned()),
+            ) else {
+                return Err(AppError::NotFound(format!("price of {sku}")));
+            };
+            if record.last_change_audit.as_deref() != Some(audit_id) {
+                return Err(AppError::Conflict(format!(
+                    "{audit_id} was superseded by a later change of {sku}; revert that one first"
+                )));
+            }
+            let now = self.now();
+            let cause = Cause {
+                key: format!("revert:{audit_id}:{}", uuid::Uuid::now_v7()),
+                actor: actor.clone(),
+                at: now,
+            };
+            let decision = Decision {
+                at: now,
+                outcome: Outcome::Changed,
+                from: record.price,
+                to: previous,
+                reasons: vec!["revert".into()],
+                inputs: json!({"reverts": audit_id, "note": note}),
+            };
+            let audit = price_change_audit(&cause, 0, &sku, &decision, "price.reverted");
+            let mut tx = Transaction::default();
+            self.set_price(&mut record, &mut product, previous, &audit, now, &mut tx)
+                .await?;
+            record.last_decision = Some(decision);
+            record.updated_at = now;
+            product.updated_at = now;
+            tx.puts.push(Put {
+                expect: Expect::from_loaded(price_v.as_ref()),
+                entity: Entity::Price(record),
+            });
+            tx.puts.push(Put {
+                expect: Expect::from_loaded(product_v.as_ref()),
+                entity: Entity::Product(product),
+            });
+            let id = audit.id.clone();
+            tx.audit.push(audit);
+            match self.store.commit(tx).await {
+                Ok(()) => return Ok(json!({"reverted": audit_id, "price": previous, "audit": id})),
+                Err(tally_core::Error::Conflict(_)) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(AppError::Unavailable(format!(
+            "price of {sku} kept changing; try again"
+        )))
+    }
+
+    /// `GET /v1/actions?status=...`, newest first.
+    pub async fn actions(&self, status: Option<&str>) -> Result<Value, AppError> {
+        let wanted = match status {
+            None => None,
+            Some(s) => Some(ActionStatus::parse(s).ok_or_else(|| {
+                let mut r = Reasons::new();
+                r.push(
+                    "status",
+                    "one of pending, approved, rejected, executed, expired",
+                );
+                AppError::Invalid(r)
+            })?),
+        };
+        let mut actions: Vec<Action> = self
+            .store
+            .list(Kind::Action)
+            .await?
+            .into_iter()
+            .filter_map(|v| v.value.into_action())
+            .filter(|a| wanted.is_none_or(|w| a.status == w))
+            .collect();
+        actions.sort_by_key(|a| std::cmp::Reverse(a.created_at));
+        Ok(json!({"actions": actions}))
+    }
+}
+
+fn price_change_audit(
+    cause: &Cause,
+    index: usize,
+    sku: &Sku,
+    d: &Decision,
+    kind: &str,
+) -> AuditRecord {
+    cause.record(
+        index,
+        format!("price:{sku}"),
+        kind,
+        json!({"price": d.from}),
+        json!({"price": d.to}),
+        json!({"reasons": d.reasons, "inputs": d.inputs}),
+    )
+}
+
+fn price_action(sku: &Sku, record: &PriceRecord, d: &Decision, cause: &Cause) -> Action {
+    Action {
+        id: Action::id_for(&format!("{}:{sku}", cause.key)),
+        kind: ActionKind::PriceChange,
+        status: ActionStatus::Pending,
+        sku: Some(sku.clone()),
+        order_id: None,
+        reversible: true,
+        requires_approval: true,
+        rationale: format!(
+            "Move {sku} from {} to {} {} ({}): larger than the step this product may take without approval.",
+            d.from,
+            d.to,
+            record.currency,
+            d.reasons.join(", ")
+        ),
+        evidence: d.inputs.clone(),
+        proposal: json!({"from": d.from, "to": d.to, "currency": record.currency}),
+        created_at: d.at,
+        decided_at: None,
+        decided_by: None,
+        note: None,
+    }
+}
