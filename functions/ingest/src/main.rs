@@ -20,6 +20,7 @@ async fn main() -> Result<(), lambda_http::Error> {
         tally,
         admin_token: admin_token.into(),
         wake: None,
+        feed: None,
     });
     lambda_http::run(app).await
 }

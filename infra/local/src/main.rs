@@ -2,7 +2,11 @@
 //!
 //! - `tally serve [--addr 127.0.0.1:3000] [--data ./tally-data]`
 //! - `tally sign --secret S [FILE]`: the `X-Tally-Signature` for a body.
+//! - `tally backtest --events FILE --policy FILE [--sku SKU]... [--json]`
+//! - `tally replay FILE [--url] [--source] [--secret]`
 
+mod backtest;
+mod replay;
 mod serve;
 
 use std::net::SocketAddr;
@@ -31,6 +35,33 @@ enum Command {
         #[arg(long, default_value = "./tally-data")]
         data: PathBuf,
     },
+    /// Replay historical events through the real pricing code on a scratch
+    /// database and report, per SKU, what pricing would have done.
+    Backtest {
+        /// Canonical events, one JSON object per line, oldest first.
+        #[arg(long)]
+        events: PathBuf,
+        /// Products and their policies: {"defaults": {...}, "products": {"SKU": {...}}}.
+        #[arg(long)]
+        policy: PathBuf,
+        /// Only these SKUs (repeatable); all by default.
+        #[arg(long)]
+        sku: Vec<String>,
+        /// Machine-readable report.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Feed canonical events (NDJSON) into a running `tally serve`, one at a
+    /// time, each applied before the next.
+    Replay {
+        file: PathBuf,
+        #[arg(long, default_value = "http://127.0.0.1:3000")]
+        url: String,
+        #[arg(long, default_value = "erp")]
+        source: String,
+        #[arg(long, env = "TALLY_SECRET", hide_env_values = true)]
+        secret: String,
+    },
     /// Print the X-Tally-Signature header value for a body (stdin if no FILE).
     Sign {
         #[arg(long, env = "TALLY_SECRET", hide_env_values = true)]
@@ -48,6 +79,18 @@ fn main() -> anyhow::Result<()> {
         .init();
     match Cli::parse().command {
         Command::Serve { addr, data } => serve::run(addr, data),
+        Command::Backtest {
+            events,
+            policy,
+            sku,
+            json,
+        } => backtest::run(events, policy, sku, json),
+        Command::Replay {
+            file,
+            url,
+            source,
+            secret,
+        } => replay::run(file, url, source, secret),
         Command::Sign { secret, file } => {
             let body = match file {
                 Some(f) => std::fs::read(f)?,

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use tally_app::Tally;
 use tally_app::http::{AppState, router};
+use tally_core::ports::ChangeFeed;
 use tally_embedded::Embedded;
 use tokio::sync::{Notify, watch};
 
@@ -31,24 +32,31 @@ async fn serve(addr: SocketAddr, data: PathBuf) -> anyhow::Result<()> {
             "picked up messages a previous run was processing"
         );
     }
-    let tally = Tally::new(Arc::new(db.clone()), Arc::new(db.clone()));
+    let feed: Arc<dyn ChangeFeed> = Arc::new(db.clone());
+    let tally = Tally::new(Arc::new(db.clone()), Arc::new(db));
     let admin_token = admin_token();
 
     let wake = Arc::new(Notify::new());
     let (stop, stopped) = watch::channel(false);
+    // The ingest route wakes the inbound worker; each inbound batch wakes
+    // the signal worker and the change feed follower.
+    let downstream = Arc::new(Notify::new());
     let workers = [
         tokio::spawn(tally_app::worker::run_inbound(
             tally.clone(),
             wake.clone(),
+            downstream.clone(),
             stopped.clone(),
         )),
         tokio::spawn(tally_app::worker::run_signals(
             tally.clone(),
+            downstream.clone(),
             stopped.clone(),
         )),
         tokio::spawn(tally_app::worker::follow_stock_changes(
             tally.clone(),
-            Arc::new(db),
+            feed.clone(),
+            downstream,
             stopped,
         )),
     ];
@@ -57,6 +65,7 @@ async fn serve(addr: SocketAddr, data: PathBuf) -> anyhow::Result<()> {
         tally,
         admin_token: admin_token.into(),
         wake: Some(wake),
+        feed: Some(feed),
     });
     let listener = tokio::net::TcpListener::bind(addr)
         .await

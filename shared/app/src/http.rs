@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 use tally_connectors::Headers;
 use tally_core::catalog::Platform;
-use tally_core::ports::queues;
+use tally_core::ports::{ChangeFeed, queues};
 use tokio::sync::Notify;
 
 use crate::ingest::{Ingested, MAX_BODY};
@@ -30,6 +30,9 @@ pub struct AppState {
     pub admin_token: Arc<str>,
     /// Woken after each accepted delivery (the local worker waits on it).
     pub wake: Option<Arc<Notify>>,
+    /// The local change feed, so health can say whether repricing is
+    /// caught up (AWS follows its stream instead).
+    pub feed: Option<Arc<dyn ChangeFeed>>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -98,9 +101,20 @@ fn lowercase_headers(h: &HeaderMap) -> Headers {
         .collect()
 }
 
+/// 200 while the store and queue answer, with what is still in flight
+/// (tests and `tally replay` wait for all of it to reach zero).
 async fn healthz(State(s): State<AppState>) -> Result<Json<Value>, AppError> {
-    let pending = s.tally.queue.depth(queues::INBOUND).await?;
-    Ok(Json(json!({"status": "ok", "inbound_pending": pending})))
+    let inbound = s.tally.queue.depth(queues::INBOUND).await?;
+    let mut body = json!({"status": "ok", "inbound_pending": inbound});
+    if let Some(feed) = &s.feed {
+        let signals = s.tally.queue.depth(queues::SIGNAL).await?;
+        let cursor = feed.cursor(crate::worker::REPRICE_CONSUMER).await?;
+        let changes = feed.changes_after(cursor, 1).await?.len();
+        body["signal_pending"] = json!(signals);
+        body["changes_pending"] = json!(changes);
+        body["idle"] = json!(inbound == 0 && signals == 0 && changes == 0);
+    }
+    Ok(Json(body))
 }
 
 async fn accept(

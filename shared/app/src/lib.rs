@@ -43,6 +43,29 @@ impl Clock for SystemClock {
     }
 }
 
+/// A clock that says what it is told, only ever forward: a backtest
+/// replays history in history's own time.
+pub struct ManualClock(std::sync::Mutex<DateTime<Utc>>);
+
+impl ManualClock {
+    pub fn new(start: DateTime<Utc>) -> Self {
+        Self(std::sync::Mutex::new(start))
+    }
+
+    pub fn advance_to(&self, t: DateTime<Utc>) {
+        let mut now = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if t > *now {
+            *now = t;
+        }
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> DateTime<Utc> {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
 /// Where the validate step sends a ledger event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LedgerStep {
@@ -69,6 +92,11 @@ impl Tally {
             clock: Arc::new(SystemClock),
             ledger: LedgerStep::Inline,
         }
+    }
+
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     pub fn with_ledger_step(mut self, step: LedgerStep) -> Self {

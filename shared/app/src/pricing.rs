@@ -15,7 +15,7 @@ use tally_core::audit::{AuditRecord, Cause};
 use tally_core::catalog::Product;
 use tally_core::entity::{Entity, Key, Kind};
 use tally_core::event::{Event, EventBody};
-use tally_core::ports::{Expect, Message, OutboxMessage, Put, Transaction, queues};
+use tally_core::ports::{Change, Expect, Message, OutboxMessage, Put, Transaction, queues};
 use tally_core::pricing::{
     CompetitorPrice, Decision, Inputs, Outcome, Policy, PriceRecord, decide,
 };
@@ -69,7 +69,39 @@ impl Trigger {
     }
 }
 
+/// What a stock change did to a price: the SKU, the units newly reserved,
+/// and the decision (if there was anything to price).
+pub struct StockRepriced {
+    pub sku: Sku,
+    pub units_sold: u32,
+    pub decision: Option<Decision>,
+}
+
 impl Tally {
+    /// Reprices after one committed change, if it is a stock record's
+    /// (newly reserved units count as sales). Other records: `None`.
+    pub async fn reprice_on_change(
+        &self,
+        change: &Change,
+    ) -> Result<Option<StockRepriced>, AppError> {
+        let Some(Entity::Stock(new)) = &change.new else {
+            return Ok(None);
+        };
+        let before = match &change.old {
+            Some(Entity::Stock(old)) => old.reserved(),
+            _ => 0,
+        };
+        let units_sold = new.reserved().saturating_sub(before);
+        let decision = self
+            .reprice(&new.sku, &Trigger::StockChanged { units_sold }, None)
+            .await?;
+        Ok(Some(StockRepriced {
+            sku: new.sku.clone(),
+            units_sold,
+            decision,
+        }))
+    }
+
     /// A pricing signal from the signal queue: applied once per source and
     /// event id.
     pub async fn reprice_on_signal(

@@ -8,38 +8,52 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tally_core::entity::Kind;
 use tally_core::inbound::{Delivery, SourcedEvent};
 use tally_core::ports::{ChangeFeed, queues};
 use tokio::sync::{Notify, watch};
 
-use crate::pricing::Trigger;
 use crate::{AppError, Tally};
 
 const BATCH: usize = 32;
+/// The change feed consumer that reprices.
+pub const REPRICE_CONSUMER: &str = "reprice";
 const VISIBILITY: Duration = Duration::from_secs(60);
 /// Polling interval when nobody wakes the worker.
 const IDLE_POLL: Duration = Duration::from_millis(250);
 
 /// Drains the inbound queue until `shutdown` turns true. `wake` is notified
-/// by the ingest route so a fresh delivery is picked up at once.
-pub async fn run_inbound(tally: Tally, wake: Arc<Notify>, shutdown: watch::Receiver<bool>) {
+/// by the ingest route so a fresh delivery is picked up at once; `done`
+/// wakes the workers downstream after each batch.
+pub async fn run_inbound(
+    tally: Tally,
+    wake: Arc<Notify>,
+    done: Arc<Notify>,
+    shutdown: watch::Receiver<bool>,
+) {
     let t = tally.clone();
-    drain(&tally, queues::INBOUND, Some(wake), shutdown, move |body| {
-        let t = t.clone();
-        async move {
-            let d: Delivery = serde_json::from_str(&body)
-                .map_err(|e| AppError::Internal(format!("undecodable delivery: {e}")))?;
-            t.process_delivery(&d).await.map(|_| ())
-        }
-    })
+    drain(
+        &tally,
+        queues::INBOUND,
+        wake,
+        Some(done),
+        shutdown,
+        move |body| {
+            let t = t.clone();
+            async move {
+                let d: Delivery = serde_json::from_str(&body)
+                    .map_err(|e| AppError::Internal(format!("undecodable delivery: {e}")))?;
+                t.process_delivery(&d).await.map(|_| ())
+            }
+        },
+    )
     .await
 }
 
-/// Drains the signal queue into the reprice step.
-pub async fn run_signals(tally: Tally, shutdown: watch::Receiver<bool>) {
+/// Drains the signal queue into the reprice step; `wake` says there may be
+/// work.
+pub async fn run_signals(tally: Tally, wake: Arc<Notify>, shutdown: watch::Receiver<bool>) {
     let t = tally.clone();
-    drain(&tally, queues::SIGNAL, None, shutdown, move |body| {
+    drain(&tally, queues::SIGNAL, wake, None, shutdown, move |body| {
         let t = t.clone();
         async move {
             let e: SourcedEvent = serde_json::from_str(&body)
@@ -53,7 +67,8 @@ pub async fn run_signals(tally: Tally, shutdown: watch::Receiver<bool>) {
 async fn drain<F, Fut>(
     tally: &Tally,
     queue: &'static str,
-    wake: Option<Arc<Notify>>,
+    wake: Arc<Notify>,
+    done: Option<Arc<Notify>>,
     mut shutdown: watch::Receiver<bool>,
     step: F,
 ) where
@@ -61,7 +76,6 @@ async fn drain<F, Fut>(
     Fut: Future<Output = Result<(), AppError>>,
 {
     tracing::info!(queue, "worker started");
-    let nudge = wake.unwrap_or_default();
     while !*shutdown.borrow() {
         let batch = match tally.queue.receive(queue, BATCH, VISIBILITY).await {
             Ok(b) => b,
@@ -72,14 +86,14 @@ async fn drain<F, Fut>(
         };
         if batch.is_empty() {
             tokio::select! {
-                _ = nudge.notified() => {}
+                _ = wake.notified() => {}
                 _ = tokio::time::sleep(IDLE_POLL) => {}
                 _ = shutdown.changed() => {}
             }
             continue;
         }
         for msg in batch {
-            let done = match step(msg.body).await {
+            let settled = match step(msg.body).await {
                 Ok(()) => tally.queue.delete(queue, &msg.receipt).await,
                 Err(e) => {
                     // Transient or not, the message stays: a transient error
@@ -89,9 +103,12 @@ async fn drain<F, Fut>(
                     tally.queue.retry_after(queue, &msg.receipt, delay).await
                 }
             };
-            if let Err(e) = done {
+            if let Err(e) = settled {
                 tracing::warn!(queue, error = %e, "could not settle a message; it will be redelivered");
             }
+        }
+        if let Some(d) = &done {
+            d.notify_waiters();
         }
     }
     tracing::info!(queue, "worker stopped");
@@ -103,11 +120,11 @@ async fn drain<F, Fut>(
 pub async fn follow_stock_changes(
     tally: Tally,
     feed: Arc<dyn ChangeFeed>,
+    wake: Arc<Notify>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    const CONSUMER: &str = "reprice";
     tracing::info!("change feed follower started");
-    let mut at = feed.cursor(CONSUMER).await.unwrap_or(0);
+    let mut at = feed.cursor(REPRICE_CONSUMER).await.unwrap_or(0);
     while !*shutdown.borrow() {
         let changes = match feed.changes_after(at, 100).await {
             Ok(c) => c,
@@ -118,32 +135,21 @@ pub async fn follow_stock_changes(
         };
         if changes.is_empty() {
             tokio::select! {
+                _ = wake.notified() => {}
                 _ = tokio::time::sleep(IDLE_POLL) => {}
                 _ = shutdown.changed() => {}
             }
             continue;
         }
         for c in changes {
-            if c.key.kind() == Kind::Stock
-                && let Some(new) = c.new.as_ref().and_then(|e| e.as_stock())
-            {
-                let before = c
-                    .old
-                    .as_ref()
-                    .and_then(|e| e.as_stock())
-                    .map_or(0, |s| s.reserved());
-                let trigger = Trigger::StockChanged {
-                    units_sold: new.reserved().saturating_sub(before),
-                };
-                if let Err(e) = tally.reprice(&new.sku, &trigger, None).await {
-                    // Try this change again on the next round.
-                    tracing::warn!(sku = %new.sku, error = %e, "reprice failed");
-                    break;
-                }
+            if let Err(e) = tally.reprice_on_change(&c).await {
+                // Try this change again on the next round.
+                tracing::warn!(key = %c.key, error = %e, "reprice failed");
+                break;
             }
             at = c.seq;
         }
-        if let Err(e) = feed.save_cursor(CONSUMER, at).await {
+        if let Err(e) = feed.save_cursor(REPRICE_CONSUMER, at).await {
             tracing::warn!(error = %e, "could not save the change feed position");
         }
     }

@@ -250,6 +250,7 @@ async fn call(tally: &Tally, req: lambda_http::Request) -> (u16, Value) {
         tally: tally.clone(),
         admin_token: TOKEN.into(),
         wake: None,
+        feed: None,
     });
     let (parts, body) = req.into_parts();
     let req = axum::http::Request::from_parts(parts, Body::from(body.to_vec()));

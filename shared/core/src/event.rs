@@ -215,7 +215,10 @@ pub fn parse_event(value: &Value, now: DateTime<Utc>) -> Result<Event, Reasons> 
         let t = DateTime::parse_from_rfc3339(s)
             .map_err(|e| format!("{s:?} is not an RFC 3339 time: {e}"))?
             .with_timezone(&Utc);
-        if t > now + MAX_CLOCK_SKEW {
+        if now
+            .checked_add_signed(MAX_CLOCK_SKEW)
+            .is_some_and(|limit| t > limit)
+        {
             return Err(format!("{s} is in the future"));
         }
         Ok(t)

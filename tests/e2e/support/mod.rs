@@ -117,7 +117,7 @@ impl Server {
                 .unwrap()
                 .json()
                 .unwrap();
-            if v["inbound_pending"] == 0 {
+            if v["idle"] == true {
                 return;
             }
             assert!(

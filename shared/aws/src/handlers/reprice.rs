@@ -16,8 +16,6 @@ use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use aws_lambda_events::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use serde_json::Value;
 use tally_app::Tally;
-use tally_app::pricing::Trigger;
-use tally_core::entity::Entity;
 use tally_core::inbound::SourcedEvent;
 
 use super::{body, each_message};
@@ -51,18 +49,8 @@ async fn on_stock_changes(tally: &Tally, stream: StreamEvent) -> DynamoDbEventRe
         let Ok(StateChange::Record(change)) = decode(record) else {
             continue;
         };
-        let Some(Entity::Stock(new)) = &change.new else {
-            continue;
-        };
-        let before = match &change.old {
-            Some(Entity::Stock(old)) => old.reserved(),
-            _ => 0,
-        };
-        let trigger = Trigger::StockChanged {
-            units_sold: new.reserved().saturating_sub(before),
-        };
-        if let Err(e) = tally.reprice(&new.sku, &trigger, None).await {
-            tracing::warn!(sku = %new.sku, error = %e, "reprice failed; the stream resumes here");
+        if let Err(e) = tally.reprice_on_change(&change).await {
+            tracing::warn!(key = %change.key, error = %e, "reprice failed; the stream resumes here");
             let mut f = DynamoDbBatchItemFailure::default();
             f.item_identifier = record.change.sequence_number.clone();
             resp.batch_item_failures.push(f);
