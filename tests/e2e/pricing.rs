@@ -195,6 +195,20 @@ fn a_move_beyond_the_approval_step_waits_for_a_person() {
     );
     assert_eq!(a["proposal"]["to"], "14.50");
     assert!(a["rationale"].as_str().unwrap().contains("14.50"));
+    // Approving it applies it, through the same approval API as orders.
+    let (status, body) = s.post(
+        &format!("/v1/actions/{}/approve", a["id"].as_str().unwrap()),
+        json!({"actor": "ana"}),
+    );
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "executed");
+    let v = s.get("/v1/prices/CAP-RED");
+    assert_eq!(v["price"], "14.50");
+    let change = s.get("/v1/audit?entity=price:CAP-RED")["records"][0].clone();
+    assert_eq!(
+        (change["kind"].as_str(), change["actor"].as_str()),
+        (Some("price.changed"), Some("ana"))
+    );
 }
 
 #[test]

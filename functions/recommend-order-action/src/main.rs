@@ -3,13 +3,15 @@
 
 use aws_lambda_events::sqs::SqsEvent;
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
-use tally_aws::handlers;
+use tally_aws::{Config, Table, handlers};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     handlers::init_tracing();
-    run(service_fn(|e: LambdaEvent<SqsEvent>| async move {
-        Ok::<_, Error>(handlers::recommend_order_action::handle(e.payload).await)
+    let config = Config::from_env(&[Table::State, Table::Audit], &[])?;
+    let tally = &tally_aws::tally(&config).await;
+    run(service_fn(move |e: LambdaEvent<SqsEvent>| async move {
+        Ok::<_, Error>(handlers::recommend_order_action::handle(tally, e.payload).await)
     }))
     .await
 }

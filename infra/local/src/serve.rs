@@ -10,6 +10,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use tally_app::Tally;
 use tally_app::http::{AppState, router};
+use tally_core::orders::OrderPolicy;
 use tally_core::ports::ChangeFeed;
 use tally_embedded::Embedded;
 use tokio::sync::{Notify, watch};
@@ -33,7 +34,7 @@ async fn serve(addr: SocketAddr, data: PathBuf) -> anyhow::Result<()> {
         );
     }
     let feed: Arc<dyn ChangeFeed> = Arc::new(db.clone());
-    let tally = Tally::new(Arc::new(db.clone()), Arc::new(db));
+    let tally = Tally::new(Arc::new(db.clone()), Arc::new(db)).with_order_policy(order_policy()?);
     let admin_token = admin_token();
 
     let wake = Arc::new(Notify::new());
@@ -51,6 +52,16 @@ async fn serve(addr: SocketAddr, data: PathBuf) -> anyhow::Result<()> {
         tokio::spawn(tally_app::worker::run_signals(
             tally.clone(),
             downstream.clone(),
+            stopped.clone(),
+        )),
+        tokio::spawn(tally_app::worker::run_orders(
+            tally.clone(),
+            downstream.clone(),
+            stopped.clone(),
+        )),
+        tokio::spawn(tally_app::worker::expire_actions(
+            tally.clone(),
+            std::time::Duration::from_secs(5),
             stopped.clone(),
         )),
         tokio::spawn(tally_app::worker::follow_stock_changes(
@@ -122,4 +133,24 @@ async fn shutdown_signal() {
         _ = ctrl_c => {}
         _ = term => {}
     }
+}
+
+/// Order handling's policy, from the environment where set:
+/// `TALLY_ACTION_TTL_S` (pending actions expire after it; default 72 h) and
+/// `TALLY_AUTO_EXECUTE_REVERSIBLE` (`true` lets holds and reroutes run
+/// without a person; default false).
+fn order_policy() -> anyhow::Result<OrderPolicy> {
+    let mut p = OrderPolicy::default();
+    if let Ok(ttl) = std::env::var("TALLY_ACTION_TTL_S") {
+        let secs: i64 = ttl
+            .parse()
+            .context("TALLY_ACTION_TTL_S must be whole seconds")?;
+        p.action_ttl = chrono::Duration::seconds(secs);
+    }
+    if let Ok(auto) = std::env::var("TALLY_AUTO_EXECUTE_REVERSIBLE") {
+        p.auto_execute_reversible = auto
+            .parse()
+            .context("TALLY_AUTO_EXECUTE_REVERSIBLE must be true or false")?;
+    }
+    Ok(p)
 }

@@ -52,6 +52,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/prices/{sku}", get(get_price))
         .route("/v1/audit/{id}/revert", post(revert))
         .route("/v1/actions", get(get_actions))
+        .route("/v1/actions/{id}", get(get_action))
+        .route("/v1/actions/{id}/approve", post(approve_action))
+        .route("/v1/actions/{id}/reject", post(reject_action))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_admin));
     Router::new()
         .route("/healthz", get(healthz))
@@ -295,4 +298,35 @@ async fn get_actions(
     Query(q): Query<ActionsQuery>,
 ) -> Result<Json<Value>, AppError> {
     Ok(Json(s.tally.actions(q.status.as_deref()).await?))
+}
+
+async fn get_action(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, AppError> {
+    Ok(Json(s.tally.action_view(&id).await?))
+}
+
+async fn approve_action(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, AppError> {
+    Ok(Json(
+        s.tally
+            .decide_action(&id, true, &optional_json(body)?)
+            .await?,
+    ))
+}
+
+async fn reject_action(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, AppError> {
+    Ok(Json(
+        s.tally
+            .decide_action(&id, false, &optional_json(body)?)
+            .await?,
+    ))
 }

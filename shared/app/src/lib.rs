@@ -11,6 +11,8 @@
 //! - [`ledger`]: apply a ledger event with the persistence primitive,
 //!   retrying from a fresh read on conflict.
 //! - [`admin`]: sources, locations, products, stock views, audit.
+//! - [`pricing`]: the reprice step, price views and reverts.
+//! - [`orders`]: recommended actions, approval, execution, expiry.
 //! - [`quarantine`]: list, replay and discard what validation refused.
 //! - [`drift`]: non-authoritative channels' stock figures against the ledger.
 //! - [`worker`]: the loop that drains a queue through a step (local mode).
@@ -22,6 +24,7 @@ pub mod error;
 pub mod http;
 pub mod ingest;
 pub mod ledger;
+pub mod orders;
 pub mod pipeline;
 pub mod pricing;
 pub mod quarantine;
@@ -30,6 +33,7 @@ pub mod worker;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use tally_core::orders::OrderPolicy;
 use tally_core::ports::{Clock, Queue, Store};
 
 pub use error::AppError;
@@ -82,6 +86,7 @@ pub struct Tally {
     pub queue: Arc<dyn Queue>,
     pub clock: Arc<dyn Clock>,
     pub ledger: LedgerStep,
+    pub orders: OrderPolicy,
 }
 
 impl Tally {
@@ -91,11 +96,17 @@ impl Tally {
             queue,
             clock: Arc::new(SystemClock),
             ledger: LedgerStep::Inline,
+            orders: OrderPolicy::default(),
         }
     }
 
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
+        self
+    }
+
+    pub fn with_order_policy(mut self, policy: OrderPolicy) -> Self {
+        self.orders = policy;
         self
     }
 

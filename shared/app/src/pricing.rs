@@ -209,6 +209,17 @@ impl Tally {
                 applied: idem.map(str::to_owned),
                 ..Default::default()
             };
+            let already_waiting = match &record.pending_action {
+                Some(id) => self
+                    .store
+                    .get(&[Key::action(id)])
+                    .await?
+                    .pop()
+                    .flatten()
+                    .and_then(|v| v.value.into_action())
+                    .is_some_and(|a| a.status_at(now) == ActionStatus::Pending),
+                None => false,
+            };
             match decision.outcome {
                 Outcome::Changed => {
                     let audit = price_change_audit(&cause, 0, sku, &decision, "price.changed");
@@ -217,7 +228,7 @@ impl Tally {
                     tx.audit.push(audit);
                     product_changed = true;
                 }
-                Outcome::PendingApproval if record.pending_action.is_none() => {
+                Outcome::PendingApproval if !already_waiting => {
                     let action = price_action(sku, &record, &decision, &cause);
                     tx.audit.push(cause.record(
                         0,
@@ -288,6 +299,73 @@ impl Tally {
                 },
             });
         }
+        Ok(())
+    }
+
+    /// Applying an approved price move, inside `tx`: the proposed price,
+    /// kept within today's floor and ceiling.
+    pub(crate) async fn price_action_tx(
+        &self,
+        action: &Action,
+        cause: &Cause,
+        tx: &mut Transaction,
+    ) -> Result<(), AppError> {
+        let sku = action
+            .sku
+            .clone()
+            .ok_or_else(|| AppError::Internal("price action without a SKU".into()))?;
+        let to: Decimal = serde_json::from_value(action.proposal["to"].clone())
+            .map_err(|e| AppError::Internal(format!("price action {}: {e}", action.id)))?;
+        let mut got = self
+            .store
+            .get(&[Key::product(&sku), Key::price(&sku)])
+            .await?
+            .into_iter();
+        let (product_v, price_v) = (got.next().flatten(), got.next().flatten());
+        let (Some(mut product), Some(mut record)) = (
+            product_v
+                .as_ref()
+                .and_then(|v| v.value.as_product().cloned()),
+            price_v.as_ref().and_then(|v| v.value.as_price().cloned()),
+        ) else {
+            return Err(AppError::NotFound(format!("price of {sku}")));
+        };
+        let policy = Policy::parse(&product.policy, product.unit_cost).unwrap_or_default();
+        let mut reasons = vec!["approved".to_owned()];
+        let mut target = to.max(policy.floor(product.unit_cost));
+        if target != to {
+            reasons.push("floor".into());
+        }
+        if let Some(c) = policy.ceiling()
+            && target > c
+        {
+            target = c;
+            reasons.push("ceiling".into());
+        }
+        let decision = Decision {
+            at: cause.at,
+            outcome: Outcome::Changed,
+            from: record.price,
+            to: target,
+            reasons,
+            inputs: json!({"action": action.id, "proposal": action.proposal}),
+        };
+        let audit = price_change_audit(cause, tx.audit.len(), &sku, &decision, "price.changed");
+        self.set_price(&mut record, &mut product, target, &audit, cause.at, tx)
+            .await?;
+        record.last_decision = Some(decision);
+        record.pending_action = None;
+        record.updated_at = cause.at;
+        product.updated_at = cause.at;
+        tx.audit.push(audit);
+        tx.puts.push(Put {
+            expect: Expect::from_loaded(price_v.as_ref()),
+            entity: Entity::Price(record),
+        });
+        tx.puts.push(Put {
+            expect: Expect::from_loaded(product_v.as_ref()),
+            entity: Entity::Product(product),
+        });
         Ok(())
     }
 
@@ -434,10 +512,13 @@ impl Tally {
             .await?
             .into_iter()
             .filter_map(|v| v.value.into_action())
-            .filter(|a| wanted.is_none_or(|w| a.status == w))
+            .filter(|a| wanted.is_none_or(|w| a.status_at(self.now()) == w))
             .collect();
         actions.sort_by_key(|a| std::cmp::Reverse(a.created_at));
-        Ok(json!({"actions": actions}))
+        let now = self.now();
+        Ok(
+            json!({"actions": actions.iter().map(|a| crate::orders::view(a, now)).collect::<Vec<_>>()}),
+        )
     }
 }
 
@@ -477,6 +558,7 @@ fn price_action(sku: &Sku, record: &PriceRecord, d: &Decision, cause: &Cause) ->
         evidence: d.inputs.clone(),
         proposal: json!({"from": d.from, "to": d.to, "currency": record.currency}),
         created_at: d.at,
+        expires_at: None,
         decided_at: None,
         decided_by: None,
         note: None,

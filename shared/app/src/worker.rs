@@ -64,6 +64,33 @@ pub async fn run_signals(tally: Tally, wake: Arc<Notify>, shutdown: watch::Recei
     .await
 }
 
+/// Drains the order queue into the recommend step.
+pub async fn run_orders(tally: Tally, wake: Arc<Notify>, shutdown: watch::Receiver<bool>) {
+    let t = tally.clone();
+    drain(&tally, queues::ORDER, wake, None, shutdown, move |body| {
+        let t = t.clone();
+        async move {
+            let e: SourcedEvent = serde_json::from_str(&body)
+                .map_err(|e| AppError::Internal(format!("undecodable order event: {e}")))?;
+            t.recommend_for(&e.source, &e.event).await.map(|_| ())
+        }
+    })
+    .await
+}
+
+/// Writes down expired actions every `every`.
+pub async fn expire_actions(tally: Tally, every: Duration, mut shutdown: watch::Receiver<bool>) {
+    while !*shutdown.borrow() {
+        if let Err(e) = tally.expire_actions().await {
+            tracing::warn!(error = %e, "expiring actions failed");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+}
+
 async fn drain<F, Fut>(
     tally: &Tally,
     queue: &'static str,

@@ -13,6 +13,34 @@ use crate::types::{OrderId, Sku};
 #[serde(rename_all = "snake_case")]
 pub enum ActionKind {
     PriceChange,
+    /// Reserve a short order at locations that can now serve it.
+    Reroute,
+    /// Keep a short order open until stock arrives.
+    Backorder,
+    /// Ship what is there, cancel and refund the rest.
+    PartialShipment,
+    /// Stop fulfilment (payment failed, risk); released by rejecting.
+    Hold,
+    Cancel,
+    Refund,
+    ChangeAddress,
+    ContactCustomer,
+}
+
+impl ActionKind {
+    /// What cannot be undone once the channel has done it.
+    pub fn reversible(self) -> bool {
+        !matches!(
+            self,
+            ActionKind::Cancel | ActionKind::Refund | ActionKind::PartialShipment
+        )
+    }
+    pub fn as_str(self) -> String {
+        serde_json::to_value(self)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -49,6 +77,9 @@ pub struct Action {
     /// What approving it does (for a price: `from`, `to`, `currency`).
     pub proposal: Value,
     pub created_at: DateTime<Utc>,
+    /// A pending action not decided by then expires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decided_at: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -58,6 +89,15 @@ pub struct Action {
 }
 
 impl Action {
+    /// The status as of `now`: a pending action past `expires_at` is expired
+    /// whether or not anyone has written that down yet.
+    pub fn status_at(&self, now: DateTime<Utc>) -> ActionStatus {
+        match self.expires_at {
+            Some(t) if self.status == ActionStatus::Pending && now >= t => ActionStatus::Expired,
+            _ => self.status,
+        }
+    }
+
     /// Ids derive from what caused the action, so a retried decision
     /// proposes the same action rather than a second one.
     pub fn id_for(cause: &str) -> String {

@@ -380,6 +380,60 @@ pub fn apply(snapshot: &Snapshot, event: &Event, cause: &Cause) -> Outcome {
     }
 }
 
+/// Reserves a short order now, all or nothing as at placement (an approved
+/// reroute). `Err` with the lines that still do not fit.
+pub fn reserve_short(snapshot: &Snapshot, cause: &Cause) -> Result<Outcome, Vec<ShortLine>> {
+    let Some(mut o) = snapshot
+        .order
+        .clone()
+        .filter(|o| o.status == OrderStatus::Short)
+    else {
+        return Err(vec![]);
+    };
+    let mut stocks = snapshot.stocks.clone();
+    let mut wanted: BTreeMap<&Sku, u32> = BTreeMap::new();
+    for line in &o.lines {
+        *wanted.entry(&line.sku).or_default() += line.qty.get();
+    }
+    let allocations = allocate(&wanted, &stocks)?;
+    let mut log = AuditLog::new(cause);
+    let before = o.view();
+    let inputs = json!({"order_id": o.order_id, "rerouted": true});
+    let mut changed = BTreeSet::new();
+    for a in &allocations {
+        let s = stock_mut(&mut stocks, &a.sku);
+        let b = s.location_view(&a.location);
+        s.at_mut(&a.location).reserved += a.qty;
+        let mut why = inputs.clone();
+        why["qty"] = json!(a.qty);
+        log.push(
+            s.audit_entity(&a.location),
+            "stock.reserved",
+            b,
+            s.location_view(&a.location),
+            why,
+        );
+        changed.insert(a.sku.clone());
+    }
+    o.reservations = allocations;
+    o.status = OrderStatus::Reserved;
+    o.updated_at = cause.at;
+    log.push(o.audit_entity(), "order.rerouted", before, o.view(), inputs);
+    Ok(Outcome {
+        stocks: changed
+            .into_iter()
+            .filter_map(|sku| stocks.remove(&sku))
+            .map(|mut s| {
+                s.updated_at = Some(cause.at);
+                s
+            })
+            .collect(),
+        order: Some(o),
+        audit: log.records,
+        follow_ups: vec![],
+    })
+}
+
 fn stock_mut<'a>(stocks: &'a mut BTreeMap<Sku, StockRecord>, sku: &Sku) -> &'a mut StockRecord {
     stocks
         .entry(sku.clone())

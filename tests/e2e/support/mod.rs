@@ -23,12 +23,17 @@ pub struct Server {
 
 impl Server {
     pub fn start(data: &Path) -> Server {
+        Server::start_with(data, &[])
+    }
+
+    pub fn start_with(data: &Path, env: &[(&str, &str)]) -> Server {
         let log = std::fs::File::create(data.with_extension("log")).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_tally"))
             .args(["serve", "--addr", "127.0.0.1:0", "--data"])
             .arg(data)
             .env("TALLY_ADMIN_TOKEN", TOKEN)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()
