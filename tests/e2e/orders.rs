@@ -213,3 +213,32 @@ fn a_pending_action_past_its_time_expires_and_cannot_be_approved() {
     );
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
 }
+
+#[test]
+fn an_unusually_large_order_is_held_for_review() {
+    let (_dir, data) = data_dir();
+    let s = Server::start(&data);
+    s.configure(0);
+    s.send(
+        "erp",
+        &json!({"id": "c1", "type": "stock.counted", "occurred_at": "2026-12-03T10:00:00Z",
+                          "data": {"sku": "TSHIRT-M", "location": "WH-AMS", "on_hand": 100}}),
+    );
+    s.send("erp", &order("5001", 60));
+    let a = action_for(&s, "5001");
+    assert_eq!(
+        (a["kind"].as_str(), a["status"].as_str()),
+        (Some("hold"), Some("pending"))
+    );
+    assert!(a["rationale"].as_str().unwrap().contains("review"), "{a}");
+    assert_eq!(
+        reserved(&s),
+        60,
+        "the order is reserved; the hold stops fulfilment, not the count"
+    );
+    // An ordinary order raises nothing.
+    s.send("erp", &order("5002", 2));
+    s.settle();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!s.get("/v1/actions")["actions"].to_string().contains("5002"));
+}

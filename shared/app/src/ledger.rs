@@ -6,10 +6,13 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use rust_decimal::Decimal;
 use tally_core::audit::Cause;
 use tally_core::entity::{Entity, Key, Versioned};
-use tally_core::event::Event;
+use tally_core::event::{Event, EventBody};
+use tally_core::ledger::OrderStatus;
 use tally_core::ledger::{self, Snapshot};
+use tally_core::orders::risk_signals;
 use tally_core::ports::{Expect, OutboxMessage, Put, Transaction, queues};
 use tally_core::{Sku, SourceName};
 
@@ -21,6 +24,22 @@ use crate::{AppError, Tally};
 const MAX_ATTEMPTS: u32 = 50;
 
 impl Tally {
+    /// Recent units per day of each SKU an event names, where priced.
+    async fn daily_sales(&self, body: &EventBody) -> Result<BTreeMap<Sku, Decimal>, AppError> {
+        let skus: Vec<Sku> = body.skus().into_iter().cloned().collect();
+        let keys: Vec<Key> = skus.iter().map(Key::price).collect();
+        let now = self.now();
+        Ok(self
+            .store
+            .get(&keys)
+            .await?
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.value.into_price())
+            .map(|p| (p.sku.clone(), p.daily_sales(now)))
+            .collect())
+    }
+
     pub async fn apply_to_ledger(
         &self,
         source: &SourceName,
@@ -87,14 +106,33 @@ impl Tally {
                 entity: Entity::Stock(s),
             })
             .collect();
+        let reserved_now = out
+            .order
+            .as_ref()
+            .is_some_and(|o| o.status == OrderStatus::Reserved);
         if let Some(o) = out.order {
             puts.push(Put {
                 expect: Expect::from_loaded(order.as_ref()),
                 entity: Entity::Order(o),
             });
         }
-        let outbox = out
-            .follow_ups
+        let mut follow_ups = out.follow_ups;
+        if let EventBody::OrderPlaced(placed) = &event.body
+            && reserved_now
+        {
+            let signals = risk_signals(placed, &self.daily_sales(&event.body).await?, &self.orders);
+            if !signals.is_empty() {
+                follow_ups.push(Event {
+                    id: format!("{}:flagged", event.id),
+                    occurred_at: event.occurred_at,
+                    body: EventBody::OrderFlagged {
+                        order_id: placed.order_id.clone(),
+                        reasons: signals,
+                    },
+                });
+            }
+        }
+        let outbox = follow_ups
             .iter()
             .map(|f| {
                 Ok(OutboxMessage {

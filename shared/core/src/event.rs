@@ -82,6 +82,13 @@ pub enum EventBody {
     /// from a source.
     #[serde(rename = "order.short")]
     OrderShort(OrderShort),
+    /// Produced by Tally when an order looks risky (unusually large for the
+    /// SKU); never accepted from a source.
+    #[serde(rename = "order.flagged")]
+    OrderFlagged {
+        order_id: OrderId,
+        reasons: Vec<String>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -138,6 +145,7 @@ impl EventBody {
             EventBody::PriceCompetitorObserved { .. } => "price.competitor_observed",
             EventBody::ProductCostChanged { .. } => "product.cost_changed",
             EventBody::OrderShort(_) => "order.short",
+            EventBody::OrderFlagged { .. } => "order.flagged",
         }
     }
 
@@ -146,6 +154,7 @@ impl EventBody {
         match self {
             EventBody::OrderPlaced(o) => Some(&o.order_id),
             EventBody::OrderShort(o) => Some(&o.order_id),
+            EventBody::OrderFlagged { order_id, .. } => Some(order_id),
             EventBody::OrderCancelled { order_id, .. }
             | EventBody::OrderFulfilled { order_id, .. }
             | EventBody::OrderPaymentFailed { order_id }
@@ -389,10 +398,10 @@ fn parse_body(ty: &str, d: &Map<String, Value>, r: &mut Reasons) -> Option<Event
                 currency: currency?,
             }
         }
-        "order.short" => {
+        "order.short" | "order.flagged" => {
             r.push(
                 "type",
-                "order.short is produced by Tally and not accepted from a source",
+                format!("{ty} is produced by Tally and not accepted from a source"),
             );
             return None;
         }

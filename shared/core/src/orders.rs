@@ -22,9 +22,10 @@ pub struct OrderPolicy {
     /// Execute reversible actions (hold, reroute, backorder, address
     /// change) without waiting for a person.
     pub auto_execute_reversible: bool,
-    /// Refunds above this always need a person (they always do; this also
-    /// flags them in the rationale).
-    pub refund_review_above: Option<Decimal>,
+    /// A line of at least this many units is unusual for any SKU...
+    pub large_order_qty: u32,
+    /// ...and so is one of this many days of the SKU's recent sales.
+    pub large_order_days_of_sales: Decimal,
 }
 
 impl Default for OrderPolicy {
@@ -32,7 +33,8 @@ impl Default for OrderPolicy {
         OrderPolicy {
             action_ttl: Duration::hours(72),
             auto_execute_reversible: false,
-            refund_review_above: None,
+            large_order_qty: 50,
+            large_order_days_of_sales: Decimal::from(10),
         }
     }
 }
@@ -112,6 +114,12 @@ pub fn recommend(
                 }
             }
         }
+        EventBody::OrderFlagged { order_id, reasons } => Some(Recommendation {
+            kind: ActionKind::Hold,
+            rationale: format!("Hold order {order_id} for review: {}.", reasons.join("; ")),
+            evidence: json!({"order": order.map(order_evidence), "signals": reasons}),
+            proposal: json!({"order_id": order_id}),
+        }),
         EventBody::OrderPaymentFailed { order_id } => Some(Recommendation {
             kind: ActionKind::Hold,
             rationale: format!(
@@ -185,6 +193,39 @@ pub fn recommend(
         }
         _ => None,
     }
+}
+
+/// Risk signals of a placed order: lines far beyond what the SKU usually
+/// sells (`daily_sales` per SKU, where known).
+pub fn risk_signals(
+    placed: &crate::event::OrderPlaced,
+    daily_sales: &BTreeMap<Sku, Decimal>,
+    policy: &OrderPolicy,
+) -> Vec<String> {
+    placed
+        .lines
+        .iter()
+        .filter_map(|l| {
+            let qty = l.qty.get();
+            let usual = daily_sales.get(&l.sku).copied().unwrap_or_default()
+                * policy.large_order_days_of_sales;
+            if qty >= policy.large_order_qty {
+                Some(format!(
+                    "{qty} × {} is at least {} units",
+                    l.sku, policy.large_order_qty
+                ))
+            } else if !usual.is_zero() && Decimal::from(qty) > usual {
+                Some(format!(
+                    "{qty} × {} is more than {} days of its recent sales ({})",
+                    l.sku,
+                    policy.large_order_days_of_sales,
+                    usual.round_dp(1)
+                ))
+            } else {
+                None
+            }
+        })
+        .collect()
 }
 
 fn order_evidence(o: &OrderRecord) -> Value {
@@ -304,6 +345,33 @@ mod tests {
         let rec = recommend(&hold, None, &BTreeMap::new()).unwrap();
         let a = action_for(rec, &hold, "c2", &policy, Utc::now());
         assert!(a.reversible && !a.requires_approval);
+    }
+
+    #[test]
+    fn an_unusually_large_order_is_a_risk_signal() {
+        let placed = crate::event::OrderPlaced {
+            order_id: OrderId::parse("9").unwrap(),
+            channel: Channel::parse("shop").unwrap(),
+            currency: crate::types::Currency::parse("EUR").unwrap(),
+            lines: vec![crate::event::OrderLine {
+                sku: Sku::parse("A").unwrap(),
+                qty: crate::Quantity::new(12).unwrap(),
+                unit_price: Decimal::ONE,
+            }],
+            ship_to: None,
+            total: None,
+        };
+        let policy = OrderPolicy::default();
+        assert!(
+            risk_signals(&placed, &BTreeMap::new(), &policy).is_empty(),
+            "no history, below 50"
+        );
+        let slow = BTreeMap::from([(Sku::parse("A").unwrap(), Decimal::ONE)]);
+        let signals = risk_signals(&placed, &slow, &policy);
+        assert!(
+            signals[0].contains("10 days of its recent sales"),
+            "{signals:?}"
+        );
     }
 
     #[test]
