@@ -373,3 +373,55 @@ fn state_survives_a_restart_and_kill_9_loses_and_doubles_nothing() {
     }
     assert_eq!(s.stock("TSHIRT-M")["on_hand"], total);
 }
+
+#[test]
+fn metrics_count_what_was_sent_and_show_the_lag_distribution() {
+    let (_dir, data) = data_dir();
+    let s = Server::start(&data);
+    s.configure(0);
+    let counts: Vec<Value> = (0..5)
+        .map(|n| {
+            count(
+                &format!("c{n}"),
+                &format!("2026-12-03T10:0{n}:00Z"),
+                "WH-AMS",
+                10 + n,
+            )
+        })
+        .collect();
+    assert_eq!(s.send("erp", &Value::Array(counts)), StatusCode::ACCEPTED);
+    s.send("erp", &count("c4", "2026-12-03T10:04:00Z", "WH-AMS", 14)); // a duplicate
+    s.send("erp", &json!({"id": "bad", "type": "stock.counted", "occurred_at": "2026-12-03T10:00:00Z", "data": {}}));
+    s.send("erp", &order("big", "9001", 500)); // would oversell
+    s.settle();
+    let resp = s.http.get(format!("{}/metrics", s.base)).send().unwrap();
+    assert_eq!(
+        resp.status(),
+        StatusCode::UNAUTHORIZED,
+        "metrics are behind the admin token"
+    );
+    let text = s
+        .http
+        .get(format!("{}/metrics", s.base))
+        .bearer_auth(TOKEN)
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    for line in [
+        "tally_events_accepted_total{source=\"erp\",platform=\"tally\"} 8",
+        "tally_events_applied_total{type=\"stock.counted\"} 5",
+        "tally_events_applied_total{type=\"order.placed\"} 1",
+        "tally_events_duplicate_total 1",
+        "tally_events_quarantined_total{source=\"erp\"} 1",
+        "tally_oversells_prevented_total 1",
+        "tally_lag_seconds_count{from=\"receipt\"} 6",
+        "tally_lag_seconds_count{from=\"event\"} 6",
+    ] {
+        assert!(text.contains(line), "{line} missing from\n{text}");
+    }
+    assert!(
+        text.contains("tally_lag_seconds_bucket{from=\"receipt\",le=\"+Inf\"} 6"),
+        "{text}"
+    );
+}

@@ -52,6 +52,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/prices/{sku}", get(get_price))
         .route("/v1/audit/{id}/revert", post(revert))
         .route("/v1/actions", get(get_actions))
+        .route("/metrics", get(get_metrics))
         .route("/v1/actions/{id}", get(get_action))
         .route("/v1/actions/{id}/approve", post(approve_action))
         .route("/v1/actions/{id}/reject", post(reject_action))
@@ -329,4 +330,14 @@ async fn reject_action(
             .decide_action(&id, false, &optional_json(body)?)
             .await?,
     ))
+}
+
+async fn get_metrics(State(s): State<AppState>) -> impl IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        s.tally.metrics.render(),
+    )
 }

@@ -76,6 +76,14 @@ impl Tally {
                 }],
             )
             .await?;
+        self.metrics.add(
+            "tally_events_accepted_total",
+            &[
+                ("source", delivery.source.as_str()),
+                ("platform", platform.as_str()),
+            ],
+            accepted as u64,
+        );
         Ok(Ingested::Queued(accepted))
     }
 

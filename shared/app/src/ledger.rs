@@ -48,12 +48,29 @@ impl Tally {
         let idem = idempotency_key(source, event);
         for attempt in 0..MAX_ATTEMPTS {
             if self.store.was_applied(&idem).await? {
+                self.metrics.inc("tally_events_duplicate_total", &[]);
                 return Ok(Outcome::Duplicate);
             }
             let tx = self.decide(source, event, &idem).await?;
+            let short = tx
+                .outbox
+                .iter()
+                .any(|m| m.message.body.contains("\"order.short\""));
             match self.store.commit(tx).await {
-                Ok(()) => return Ok(Outcome::Applied),
-                Err(tally_core::Error::AlreadyApplied(_)) => return Ok(Outcome::Duplicate),
+                Ok(()) => {
+                    self.metrics.inc(
+                        "tally_events_applied_total",
+                        &[("type", event.body.type_name())],
+                    );
+                    if short {
+                        self.metrics.inc("tally_oversells_prevented_total", &[]);
+                    }
+                    return Ok(Outcome::Applied);
+                }
+                Err(tally_core::Error::AlreadyApplied(_)) => {
+                    self.metrics.inc("tally_events_duplicate_total", &[]);
+                    return Ok(Outcome::Duplicate);
+                }
                 Err(tally_core::Error::Conflict(key)) => {
                     tracing::debug!(%key, attempt, "conflict, retrying from a fresh read");
                     tokio::time::sleep(Duration::from_millis(u64::from(attempt.min(10)))).await;

@@ -24,6 +24,7 @@ pub mod error;
 pub mod http;
 pub mod ingest;
 pub mod ledger;
+pub mod metrics;
 pub mod orders;
 pub mod pipeline;
 pub mod pricing;
@@ -87,6 +88,7 @@ pub struct Tally {
     pub clock: Arc<dyn Clock>,
     pub ledger: LedgerStep,
     pub orders: OrderPolicy,
+    pub metrics: Arc<metrics::Metrics>,
 }
 
 impl Tally {
@@ -97,6 +99,7 @@ impl Tally {
             clock: Arc::new(SystemClock),
             ledger: LedgerStep::Inline,
             orders: OrderPolicy::default(),
+            metrics: Arc::default(),
         }
     }
 

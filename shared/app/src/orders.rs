@@ -69,7 +69,10 @@ impl Tally {
             ..Default::default()
         };
         match self.store.commit(tx).await {
-            Ok(()) => {}
+            Ok(()) => self.metrics.inc(
+                "tally_actions_total",
+                &[("kind", &action.kind.as_str()), ("status", "pending")],
+            ),
             Err(tally_core::Error::AlreadyApplied(_) | tally_core::Error::Conflict(_)) => {
                 return Ok(None);
             }
@@ -190,7 +193,17 @@ impl Tally {
                 entity: Entity::Action(action.clone()),
             });
             match self.store.commit(tx).await {
-                Ok(()) => return Ok(view(&action, now)),
+                Ok(()) => {
+                    let status = serde_json::to_value(action.status).unwrap_or_default();
+                    self.metrics.inc(
+                        "tally_actions_total",
+                        &[
+                            ("kind", &action.kind.as_str()),
+                            ("status", status.as_str().unwrap_or("")),
+                        ],
+                    );
+                    return Ok(view(&action, now));
+                }
                 Err(tally_core::Error::Conflict(_)) => {
                     tokio::time::sleep(Duration::from_millis(attempt)).await
                 }

@@ -54,7 +54,19 @@ impl Tally {
         {
             let outcome = match t.result {
                 Ok(event) => match self.check(&event).await? {
-                    reasons if reasons.is_empty() => self.route(&source, &event).await?,
+                    reasons if reasons.is_empty() => {
+                        let outcome = self.route(&source, &event).await?;
+                        if outcome == Outcome::Applied {
+                            let now = self.now();
+                            let secs = |t: chrono::DateTime<chrono::Utc>| {
+                                (now - t).num_microseconds().unwrap_or(0) as f64 / 1e6
+                            };
+                            self.metrics
+                                .observe_lag("receipt", secs(delivery.received_at));
+                            self.metrics.observe_lag("event", secs(event.occurred_at));
+                        }
+                        outcome
+                    }
                     reasons => self.quarantine(delivery, index, t.payload, reasons).await?,
                 },
                 Err(reasons) => self.quarantine(delivery, index, t.payload, reasons).await?,
@@ -174,6 +186,10 @@ impl Tally {
     ) -> Result<Outcome, AppError> {
         let id = QuarantineEntry::id_for(&delivery.id, index);
         tracing::info!(quarantine = %id, source = %delivery.source, %reasons, "quarantined");
+        self.metrics.inc(
+            "tally_events_quarantined_total",
+            &[("source", delivery.source.as_str())],
+        );
         let entry = QuarantineEntry {
             id: id.clone(),
             source: delivery.source.clone(),

@@ -260,7 +260,20 @@ impl Tally {
                 });
             }
             match self.store.commit(tx).await {
-                Ok(()) => return Ok(Some(decision)),
+                Ok(()) => {
+                    let outcome = serde_json::to_value(decision.outcome).unwrap_or_default();
+                    for reason in &decision.reasons {
+                        let reason = reason.split(':').next().unwrap_or_default();
+                        self.metrics.inc(
+                            "tally_price_decisions_total",
+                            &[
+                                ("outcome", outcome.as_str().unwrap_or("")),
+                                ("reason", reason),
+                            ],
+                        );
+                    }
+                    return Ok(Some(decision));
+                }
                 Err(tally_core::Error::AlreadyApplied(_)) => return Ok(None),
                 Err(tally_core::Error::Conflict(_)) => {
                     tokio::time::sleep(Duration::from_millis(attempt)).await
