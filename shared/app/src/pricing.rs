@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use tally_core::action::{Action, ActionKind, ActionStatus};
 use tally_core::audit::{AuditRecord, Cause};
 use tally_core::catalog::Product;
-use tally_core::entity::{Entity, Key, Kind};
+use tally_core::entity::{Entity, Key, Kind, Versioned};
 use tally_core::event::{Event, EventBody};
 use tally_core::ports::{Change, Expect, Message, OutboxMessage, Put, Transaction, queues};
 use tally_core::pricing::{
@@ -329,20 +329,7 @@ impl Tally {
             .ok_or_else(|| AppError::Internal("price action without a SKU".into()))?;
         let to: Decimal = serde_json::from_value(action.proposal["to"].clone())
             .map_err(|e| AppError::Internal(format!("price action {}: {e}", action.id)))?;
-        let mut got = self
-            .store
-            .get(&[Key::product(&sku), Key::price(&sku)])
-            .await?
-            .into_iter();
-        let (product_v, price_v) = (got.next().flatten(), got.next().flatten());
-        let (Some(mut product), Some(mut record)) = (
-            product_v
-                .as_ref()
-                .and_then(|v| v.value.as_product().cloned()),
-            price_v.as_ref().and_then(|v| v.value.as_price().cloned()),
-        ) else {
-            return Err(AppError::NotFound(format!("price of {sku}")));
-        };
+        let (product_v, price_v, mut product, mut record) = self.priced(&sku).await?;
         let policy = Policy::parse(&product.policy, product.unit_cost).unwrap_or_default();
         let mut reasons = vec!["approved".to_owned()];
         let mut target = to.max(policy.floor(product.unit_cost));
@@ -380,6 +367,35 @@ impl Tally {
             entity: Entity::Product(product),
         });
         Ok(())
+    }
+
+    /// A priced product: its stored versions and records.
+    async fn priced(
+        &self,
+        sku: &Sku,
+    ) -> Result<
+        (
+            Option<Versioned<Entity>>,
+            Option<Versioned<Entity>>,
+            Product,
+            PriceRecord,
+        ),
+        AppError,
+    > {
+        let mut got = self
+            .store
+            .get(&[Key::product(sku), Key::price(sku)])
+            .await?
+            .into_iter();
+        let (product_v, price_v) = (got.next().flatten(), got.next().flatten());
+        let product = product_v
+            .as_ref()
+            .and_then(|v| v.value.as_product().cloned());
+        let record = price_v.as_ref().and_then(|v| v.value.as_price().cloned());
+        match (product, record) {
+            (Some(p), Some(r)) => Ok((product_v, price_v, p, r)),
+            _ => Err(AppError::NotFound(format!("price of {sku}"))),
+        }
     }
 
     /// Every channel of a configured source.
@@ -445,20 +461,7 @@ impl Tally {
                 AppError::Internal(format!("audit {audit_id} has no previous price: {e}"))
             })?;
         for _ in 0..20 {
-            let mut got = self
-                .store
-                .get(&[Key::product(&sku), Key::price(&sku)])
-                .await?
-                .into_iter();
-            let (product_v, price_v) = (got.next().flatten(), got.next().flatten());
-            let (Some(mut product), Some(mut record)) = (
-                product_v
-                    .as_ref()
-                    .and_then(|v| v.value.as_product().cloned()),
-                price_v.as_ref().and_then(|v| v.value.as_price().cloned()),
-            ) else {
-                return Err(AppError::NotFound(format!("price of {sku}")));
-            };
+            let (product_v, price_v, mut product, mut record) = self.priced(&sku).await?;
             if record.last_change_audit.as_deref() != Some(audit_id) {
                 return Err(AppError::Conflict(format!(
                     "{audit_id} was superseded by a later change of {sku}; revert that one first"

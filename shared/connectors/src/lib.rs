@@ -15,6 +15,7 @@
 //! input. Nothing here does IO.
 
 pub mod error;
+mod hmac_body;
 pub mod mapping;
 pub mod shopify;
 pub mod shopware;

@@ -17,16 +17,12 @@
 //! `shopify:<variant_id>`, an inventory level through `shopify:<inventory_item_id>`,
 //! a location through `shopify:<location_id>`.
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
-use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
-use sha2::Sha256;
 use tally_core::catalog::Platform;
 use tally_core::event::Event;
 use tally_core::{LocationId, Reasons};
 
-use crate::{Context, Error, Headers, canonical, id_text, reason};
+use crate::{Context, Error, Headers, canonical, hmac_body, id_text, reason};
 
 pub const KEPT_HEADERS: &[&str] = &[
     "x-shopify-topic",
@@ -38,24 +34,18 @@ pub const KEPT_HEADERS: &[&str] = &[
 ];
 
 pub fn verify(secret: &str, headers: &Headers, body: &[u8]) -> Result<(), Error> {
-    let header = headers
-        .get("x-shopify-hmac-sha256")
-        .ok_or(Error::MissingSignature("X-Shopify-Hmac-Sha256"))?;
-    let expected = STANDARD
-        .decode(header.trim())
-        .map_err(|_| Error::MalformedSignature("X-Shopify-Hmac-Sha256"))?;
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes())
-        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
-    mac.update(body);
-    mac.verify_slice(&expected).map_err(|_| Error::BadSignature)
+    hmac_body::verify(
+        "x-shopify-hmac-sha256",
+        "X-Shopify-Hmac-Sha256",
+        secret,
+        headers,
+        body,
+    )
 }
 
 /// The header value Shopify would send for `body`.
 pub fn sign(secret: &str, body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes())
-        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
-    mac.update(body);
-    STANDARD.encode(mac.finalize().into_bytes())
+    hmac_body::sign(secret, body)
 }
 
 pub fn translate(

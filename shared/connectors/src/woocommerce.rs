@@ -18,16 +18,12 @@
 //!
 //! Times are `*_gmt` fields, which WooCommerce sends without a zone.
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
-use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
-use sha2::Sha256;
 use tally_core::Reasons;
 use tally_core::catalog::Platform;
 use tally_core::event::Event;
 
-use crate::{Context, Error, Headers, canonical, digest, id_text, reason};
+use crate::{Context, Error, Headers, canonical, digest, hmac_body, id_text, reason};
 
 pub const KEPT_HEADERS: &[&str] = &[
     "x-wc-webhook-topic",
@@ -39,24 +35,18 @@ pub const KEPT_HEADERS: &[&str] = &[
 ];
 
 pub fn verify(secret: &str, headers: &Headers, body: &[u8]) -> Result<(), Error> {
-    let header = headers
-        .get("x-wc-webhook-signature")
-        .ok_or(Error::MissingSignature("X-WC-Webhook-Signature"))?;
-    let expected = STANDARD
-        .decode(header.trim())
-        .map_err(|_| Error::MalformedSignature("X-WC-Webhook-Signature"))?;
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes())
-        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
-    mac.update(body);
-    mac.verify_slice(&expected).map_err(|_| Error::BadSignature)
+    hmac_body::verify(
+        "x-wc-webhook-signature",
+        "X-WC-Webhook-Signature",
+        secret,
+        headers,
+        body,
+    )
 }
 
 /// The header value WooCommerce would send for `body`.
 pub fn sign(secret: &str, body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes())
-        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
-    mac.update(body);
-    STANDARD.encode(mac.finalize().into_bytes())
+    hmac_body::sign(secret, body)
 }
 
 /// WooCommerce tests a new webhook's URL with an unsigned, form-encoded
