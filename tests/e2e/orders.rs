@@ -242,3 +242,80 @@ fn an_unusually_large_order_is_held_for_review() {
     std::thread::sleep(Duration::from_millis(300));
     assert!(!s.get("/v1/actions")["actions"].to_string().contains("5002"));
 }
+
+#[test]
+fn an_unpaid_hold_becomes_a_cancel_recommendation_after_the_grace_period() {
+    let (_dir, data) = data_dir();
+    let s = Server::start_with(&data, &[("TALLY_PAYMENT_GRACE_S", "1")]);
+    setup(&s);
+    s.send("erp", &order("6001", 1));
+    s.send("erp", &json!({"id": "pf-6001", "type": "order.payment_failed", "occurred_at": "2026-12-03T11:00:00Z",
+                          "data": {"order_id": "6001"}}));
+    let hold = action_for(&s, "6001");
+    assert_eq!(hold["kind"], "hold");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let cancel = loop {
+        let all = s.get("/v1/actions?status=pending")["actions"].clone();
+        if let Some(c) = all
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["order_id"] == "6001" && a["kind"] == "cancel")
+        {
+            break c.clone();
+        }
+        assert!(Instant::now() < deadline, "no cancel recommended: {all}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(cancel["requires_approval"], true);
+    assert_eq!(cancel["evidence"]["hold"], hold["id"]);
+}
+
+#[test]
+fn reversible_actions_execute_by_themselves_when_the_policy_allows_within_its_amount() {
+    let (_dir, data) = data_dir();
+    let s = Server::start_with(
+        &data,
+        &[
+            ("TALLY_AUTO_EXECUTE_REVERSIBLE", "true"),
+            ("TALLY_AUTO_EXECUTE_MAX_TOTAL", "50"),
+        ],
+    );
+    setup(&s);
+    s.send("erp", &order("7001", 1)); // total 39.98: within the limit
+    s.send("erp", &json!({"id": "pf-7001", "type": "order.payment_failed", "occurred_at": "2026-12-03T11:00:00Z",
+                          "data": {"order_id": "7001"}}));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let hold = loop {
+        let a = action_for(&s, "7001");
+        if a["status"] == "executed" {
+            break a;
+        }
+        assert!(Instant::now() < deadline, "the hold never executed: {a}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(
+        (
+            hold["requires_approval"].as_bool(),
+            hold["decided_by"].as_str()
+        ),
+        (Some(false), Some("policy"))
+    );
+    // A refund request is irreversible: it waits however the policy is set.
+    s.send("erp", &json!({"id": "r-7001", "type": "order.refund_requested", "occurred_at": "2026-12-03T11:05:00Z",
+                          "data": {"order_id": "7001", "amount": "39.98", "reason": "late"}}));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let all = s.get("/v1/actions?status=pending")["actions"].clone();
+        if all
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["order_id"] == "7001" && a["kind"] == "cancel")
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no pending cancel: {all}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

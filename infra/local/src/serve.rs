@@ -59,7 +59,7 @@ async fn serve(addr: SocketAddr, data: PathBuf) -> anyhow::Result<()> {
             downstream.clone(),
             stopped.clone(),
         )),
-        tokio::spawn(tally_app::worker::expire_actions(
+        tokio::spawn(tally_app::worker::sweep_actions(
             tally.clone(),
             std::time::Duration::from_secs(5),
             stopped.clone(),
@@ -136,9 +136,12 @@ async fn shutdown_signal() {
 }
 
 /// Order handling's policy, from the environment where set:
-/// `TALLY_ACTION_TTL_S` (pending actions expire after it; default 72 h) and
+/// `TALLY_ACTION_TTL_S` (pending actions expire after it; default 72 h),
+/// `TALLY_PAYMENT_GRACE_S` (a hold for a failed payment becomes a cancel
+/// recommendation after it; default 24 h) and
 /// `TALLY_AUTO_EXECUTE_REVERSIBLE` (`true` lets holds and reroutes run
-/// without a person; default false).
+/// without a person; default false) and `TALLY_AUTO_EXECUTE_MAX_TOTAL` (only
+/// for orders worth at most this).
 fn order_policy() -> anyhow::Result<OrderPolicy> {
     let mut p = OrderPolicy::default();
     if let Ok(ttl) = std::env::var("TALLY_ACTION_TTL_S") {
@@ -146,6 +149,19 @@ fn order_policy() -> anyhow::Result<OrderPolicy> {
             .parse()
             .context("TALLY_ACTION_TTL_S must be whole seconds")?;
         p.action_ttl = chrono::Duration::seconds(secs);
+    }
+    if let Ok(grace) = std::env::var("TALLY_PAYMENT_GRACE_S") {
+        let secs: i64 = grace
+            .parse()
+            .context("TALLY_PAYMENT_GRACE_S must be whole seconds")?;
+        p.payment_grace = chrono::Duration::seconds(secs);
+    }
+    if let Ok(limit) = std::env::var("TALLY_AUTO_EXECUTE_MAX_TOTAL") {
+        p.auto_execute_max_total = Some(
+            limit
+                .parse()
+                .context("TALLY_AUTO_EXECUTE_MAX_TOTAL must be a decimal amount")?,
+        );
     }
     if let Ok(auto) = std::env::var("TALLY_AUTO_EXECUTE_REVERSIBLE") {
         p.auto_execute_reversible = auto

@@ -13,7 +13,7 @@ use tally_core::audit::Cause;
 use tally_core::entity::{Entity, Key, Kind, Versioned};
 use tally_core::event::{Event, EventBody};
 use tally_core::ledger::{self, Snapshot};
-use tally_core::orders::{action_for, recommend};
+use tally_core::orders::{action_for, escalate_unpaid, recommend};
 use tally_core::ports::{Expect, Message, OutboxMessage, Put, Transaction, queues};
 use tally_core::{OrderId, Sku, SourceName};
 
@@ -318,16 +318,38 @@ impl Tally {
         }
     }
 
-    /// Writes down every pending action past its time (the local worker
-    /// runs this now and then; reads already show them as expired).
-    pub async fn expire_actions(&self) -> Result<usize, AppError> {
+    /// The periodic sweep: writes down every pending action past its time
+    /// (reads already show them as expired), and turns holds for unpaid
+    /// orders that outlived the grace period into cancel recommendations.
+    pub async fn sweep_actions(&self) -> Result<usize, AppError> {
         let now = self.now();
         let mut n = 0;
         for v in self.store.list(Kind::Action).await? {
-            if let Some(a) = v.value.into_action()
-                && a.status == ActionStatus::Pending
-                && a.status_at(now) == ActionStatus::Expired
-            {
+            let Some(a) = v.value.into_action() else {
+                continue;
+            };
+            if let Some(cancel) = escalate_unpaid(&a, &self.orders, now) {
+                let cause = Cause::system(format!("escalate:{}", a.id), now);
+                let tx = Transaction {
+                    audit: vec![cause.record(
+                        0,
+                        format!("action:{}", cancel.id),
+                        "action.proposed",
+                        Value::Null,
+                        json!({"kind": cancel.kind, "order_id": cancel.order_id, "rationale": cancel.rationale}),
+                        json!({"escalates": a.id}),
+                    )],
+                    puts: vec![Put { expect: Expect::Absent, entity: Entity::Action(cancel) }],
+                    ..Default::default()
+                };
+                match self.store.commit(tx).await {
+                    // Already escalated: the cancel's id derives from the hold.
+                    Ok(()) => n += 1,
+                    Err(tally_core::Error::Conflict(_)) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            if a.status == ActionStatus::Pending && a.status_at(now) == ActionStatus::Expired {
                 self.expire(v.version, a).await?;
                 n += 1;
             }

@@ -78,10 +78,10 @@ pub async fn run_orders(tally: Tally, wake: Arc<Notify>, shutdown: watch::Receiv
     .await
 }
 
-/// Writes down expired actions every `every`.
-pub async fn expire_actions(tally: Tally, every: Duration, mut shutdown: watch::Receiver<bool>) {
+/// Sweeps the actions every `every`: expiry, and unpaid holds escalated.
+pub async fn sweep_actions(tally: Tally, every: Duration, mut shutdown: watch::Receiver<bool>) {
     while !*shutdown.borrow() {
-        if let Err(e) = tally.expire_actions().await {
+        if let Err(e) = tally.sweep_actions().await {
             tracing::warn!(error = %e, "expiring actions failed");
         }
         tokio::select! {

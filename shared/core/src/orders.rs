@@ -20,12 +20,18 @@ pub struct OrderPolicy {
     /// How long a pending action waits for a person before it expires.
     pub action_ttl: Duration,
     /// Execute reversible actions (hold, reroute, backorder, address
-    /// change) without waiting for a person.
+    /// change) without waiting for a person...
     pub auto_execute_reversible: bool,
+    /// ...but only for orders worth at most this much (unknown totals
+    /// count as above it).
+    pub auto_execute_max_total: Option<Decimal>,
     /// A line of at least this many units is unusual for any SKU...
     pub large_order_qty: u32,
     /// ...and so is one of this many days of the SKU's recent sales.
     pub large_order_days_of_sales: Decimal,
+    /// How long a hold for a failed payment waits before a cancel is
+    /// recommended.
+    pub payment_grace: Duration,
 }
 
 impl Default for OrderPolicy {
@@ -33,8 +39,10 @@ impl Default for OrderPolicy {
         OrderPolicy {
             action_ttl: Duration::hours(72),
             auto_execute_reversible: false,
+            auto_execute_max_total: None,
             large_order_qty: 50,
             large_order_days_of_sales: Decimal::from(10),
+            payment_grace: Duration::hours(24),
         }
     }
 }
@@ -126,7 +134,7 @@ pub fn recommend(
                 "Payment for order {order_id} failed: hold fulfilment until it is paid; cancel if it is not."
             ),
             evidence: json!({"order": order.map(order_evidence)}),
-            proposal: json!({"order_id": order_id}),
+            proposal: json!({"order_id": order_id, "reason": "payment_failed"}),
         }),
         EventBody::OrderAddressChangeRequested { order_id, address } => {
             let shipped = order.is_some_and(|o| !o.fulfilled.is_empty());
@@ -228,6 +236,42 @@ pub fn risk_signals(
         .collect()
 }
 
+/// A hold for a failed payment that has waited out the grace period (and
+/// was not rejected by a person, who would know it was paid) becomes a
+/// recommendation to cancel. `None` for any other action, or too early.
+pub fn escalate_unpaid(hold: &Action, policy: &OrderPolicy, now: DateTime<Utc>) -> Option<Action> {
+    let unpaid_hold = hold.kind == ActionKind::Hold
+        && hold.proposal["reason"] == "payment_failed"
+        && matches!(
+            hold.status_at(now),
+            ActionStatus::Pending | ActionStatus::Approved | ActionStatus::Executed
+        );
+    if !unpaid_hold || now < hold.created_at + policy.payment_grace {
+        return None;
+    }
+    let order_id = hold.order_id.clone()?;
+    Some(Action {
+        id: Action::id_for(&format!("escalate:{}", hold.id)),
+        kind: ActionKind::Cancel,
+        status: ActionStatus::Pending,
+        sku: None,
+        order_id: Some(order_id.clone()),
+        reversible: false,
+        requires_approval: true,
+        rationale: format!(
+            "Payment for order {order_id} failed {} h ago and the hold was never lifted: cancel it.",
+            (now - hold.created_at).num_hours()
+        ),
+        evidence: json!({"hold": hold.id, "held_since": hold.created_at, "grace_s": policy.payment_grace.num_seconds()}),
+        proposal: json!({"order_id": order_id, "reason": "payment_failed"}),
+        created_at: now,
+        expires_at: Some(now + policy.action_ttl),
+        decided_at: None,
+        decided_by: None,
+        note: None,
+    })
+}
+
 fn order_evidence(o: &OrderRecord) -> Value {
     json!({"status": o.status, "channel": o.channel, "total": o.total, "lines": o.lines,
            "reservations": o.reservations, "fulfilled": o.fulfilled})
@@ -242,6 +286,12 @@ pub fn action_for(
     now: DateTime<Utc>,
 ) -> Action {
     let reversible = rec.kind.reversible();
+    let total: Option<Decimal> =
+        serde_json::from_value(rec.evidence["order"]["total"].clone()).ok();
+    let within_amount = match policy.auto_execute_max_total {
+        None => true,
+        Some(limit) => total.is_some_and(|t| t <= limit),
+    };
     Action {
         id: Action::id_for(cause),
         kind: rec.kind,
@@ -249,7 +299,7 @@ pub fn action_for(
         sku: None,
         order_id: event.body.order_id().cloned(),
         reversible,
-        requires_approval: !reversible || !policy.auto_execute_reversible,
+        requires_approval: !reversible || !policy.auto_execute_reversible || !within_amount,
         rationale: rec.rationale,
         evidence: rec.evidence,
         proposal: rec.proposal,
@@ -372,6 +422,86 @@ mod tests {
             signals[0].contains("10 days of its recent sales"),
             "{signals:?}"
         );
+    }
+
+    #[test]
+    fn an_unpaid_hold_past_the_grace_period_becomes_a_cancel() {
+        let policy = OrderPolicy::default();
+        let failed = Event {
+            id: "pf".into(),
+            occurred_at: Utc::now(),
+            body: EventBody::OrderPaymentFailed {
+                order_id: OrderId::parse("7").unwrap(),
+            },
+        };
+        let now = Utc::now();
+        let hold = action_for(
+            recommend(&failed, None, &BTreeMap::new()).unwrap(),
+            &failed,
+            "c",
+            &policy,
+            now,
+        );
+        assert!(
+            escalate_unpaid(&hold, &policy, now + Duration::hours(1)).is_none(),
+            "too early"
+        );
+        let cancel = escalate_unpaid(&hold, &policy, now + Duration::hours(25)).unwrap();
+        assert_eq!(
+            (cancel.kind, cancel.requires_approval),
+            (ActionKind::Cancel, true)
+        );
+        let mut rejected = hold.clone();
+        rejected.status = ActionStatus::Rejected;
+        assert!(
+            escalate_unpaid(&rejected, &policy, now + Duration::hours(25)).is_none(),
+            "a person said it was paid"
+        );
+    }
+
+    #[test]
+    fn an_amount_threshold_forces_approval_of_reversible_actions() {
+        let policy = OrderPolicy {
+            auto_execute_reversible: true,
+            auto_execute_max_total: Some(Decimal::from(100)),
+            ..OrderPolicy::default()
+        };
+        let failed = Event {
+            id: "pf".into(),
+            occurred_at: Utc::now(),
+            body: EventBody::OrderPaymentFailed {
+                order_id: OrderId::parse("7").unwrap(),
+            },
+        };
+        let mut order = OrderRecord {
+            order_id: OrderId::parse("7").unwrap(),
+            channel: None,
+            currency: None,
+            status: OrderStatus::Reserved,
+            lines: vec![],
+            total: Some(Decimal::from(80)),
+            ship_to: None,
+            reservations: vec![],
+            fulfilled: vec![],
+            updated_at: Utc::now(),
+        };
+        let small = action_for(
+            recommend(&failed, Some(&order), &BTreeMap::new()).unwrap(),
+            &failed,
+            "a",
+            &policy,
+            Utc::now(),
+        );
+        assert!(!small.requires_approval);
+        order.total = Some(Decimal::from(500));
+        let large = action_for(
+            recommend(&failed, Some(&order), &BTreeMap::new()).unwrap(),
+            &failed,
+            "b",
+            &policy,
+            Utc::now(),
+        );
+        assert!(large.requires_approval);
     }
 
     #[test]
