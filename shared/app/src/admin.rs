@@ -1,15 +1,14 @@
 //! The admin side: what the merchant configures and what they read back.
 //! Every change is committed with its audit record, actor included.
 
-use std::collections::BTreeSet;
-
 use serde_json::{Value, json};
 use tally_core::audit::Cause;
 use tally_core::catalog::{Location, Product, Source};
-use tally_core::entity::{Entity, Key, Kind};
+use tally_core::drift::ledger_figure;
+use tally_core::entity::{Entity, Key};
 use tally_core::ledger::StockRecord;
 use tally_core::ports::{Expect, Put, Transaction};
-use tally_core::{Channel, LocationId, Sku, SourceName};
+use tally_core::{LocationId, Sku, SourceName};
 
 use crate::{AppError, Tally};
 
@@ -201,23 +200,13 @@ impl Tally {
         let Some(stock) = stock.and_then(|v| v.value.into_stock()) else {
             return Err(AppError::NotFound(format!("stock for SKU {sku:?}")));
         };
-        let channels: BTreeSet<Channel> = self
-            .store
-            .list(Kind::Source)
+        let channel_figures: serde_json::Map<String, Value> = self
+            .channels()
             .await?
             .into_iter()
-            .filter_map(|v| v.value.into_source())
-            .map(|s| s.channel)
-            .collect();
-        let channel_figures: serde_json::Map<String, Value> = channels
-            .into_iter()
             .map(|c| {
-                let buffer = product
-                    .as_ref()
-                    .and_then(|p| p.channel_buffers.get(&c))
-                    .copied()
-                    .unwrap_or(0);
-                (c.to_string(), json!(stock.available_for_channel(buffer)))
+                let figure = ledger_figure(Some(&stock), product.as_ref(), &c);
+                (c.to_string(), json!(figure))
             })
             .collect();
         let locations: Vec<Value> = stock

@@ -46,12 +46,11 @@ impl Tally {
                         .unwrap_or_else(|| ChannelView::new(source.channel.clone(), sku.clone(), source.name.clone()));
                     let before = view.as_ref().map_or(Value::Null, |_| json!({"figure": v.figure()}));
                     v.observe(location.clone(), i64::from(on_hand.get()), event.occurred_at);
-                    let buffer = product
-                        .as_ref()
-                        .and_then(|p| p.value.as_product())
-                        .and_then(|p| p.channel_buffers.get(&source.channel).copied())
-                        .unwrap_or(0);
-                    let ledger = ledger_figure(stock.as_ref().and_then(|s| s.value.as_stock()), buffer);
+                    let ledger = ledger_figure(
+                stock.as_ref().and_then(|s| s.value.as_stock()),
+                product.as_ref().and_then(|p| p.value.as_product()),
+                &source.channel,
+            );
                     v.compare(ledger, cause.at);
                     let after = json!({"figure": v.figure(), "ledger": ledger, "differs_since": v.differs_since});
                     Transaction {
@@ -117,12 +116,11 @@ impl Tally {
                 .await?
                 .into_iter();
             let (stock, product) = (got.next().flatten(), got.next().flatten());
-            let buffer = product
-                .as_ref()
-                .and_then(|p| p.value.as_product())
-                .and_then(|p| p.channel_buffers.get(&v.channel).copied())
-                .unwrap_or(0);
-            let ledger = ledger_figure(stock.as_ref().and_then(|s| s.value.as_stock()), buffer);
+            let ledger = ledger_figure(
+                stock.as_ref().and_then(|s| s.value.as_stock()),
+                product.as_ref().and_then(|p| p.value.as_product()),
+                &v.channel,
+            );
             if v.figure() != i64::from(ledger) {
                 let last = v.locations.values().map(|f| f.as_of).max();
                 items.push(json!({

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::catalog::Product;
 use crate::ledger::StockRecord;
 use crate::types::{Channel, LocationId, Sku, SourceName};
 
@@ -73,8 +74,17 @@ impl ChannelView {
     }
 }
 
-/// What the ledger says `channel` should show for this SKU.
-pub fn ledger_figure(stock: Option<&StockRecord>, buffer: u32) -> u32 {
+/// What the ledger says `channel` should show for this SKU: available to
+/// sell less the product's buffer for that channel.
+pub fn ledger_figure(
+    stock: Option<&StockRecord>,
+    product: Option<&Product>,
+    channel: &Channel,
+) -> u32 {
+    let buffer = product
+        .and_then(|p| p.channel_buffers.get(channel))
+        .copied()
+        .unwrap_or(0);
     stock.map_or(0, |s| s.available_for_channel(buffer))
 }
 
