@@ -51,11 +51,7 @@ impl Tally {
                 self.metrics.inc("tally_events_duplicate_total", &[]);
                 return Ok(Outcome::Duplicate);
             }
-            let tx = self.decide(source, event, &idem).await?;
-            let short = tx
-                .outbox
-                .iter()
-                .any(|m| m.message.body.contains("\"order.short\""));
+            let (tx, short) = self.decide(source, event, &idem).await?;
             match self.store.commit(tx).await {
                 Ok(()) => {
                     self.metrics.inc(
@@ -84,13 +80,14 @@ impl Tally {
     }
 
     /// Loads what `event` touches and turns the ledger's decision into one
-    /// transaction.
+    /// transaction; also says whether the order came out short (an oversell
+    /// prevented).
     async fn decide(
         &self,
         source: &SourceName,
         event: &Event,
         idem: &str,
-    ) -> Result<Transaction, AppError> {
+    ) -> Result<(Transaction, bool), AppError> {
         let order = match event.body.order_id() {
             Some(id) => self.store.get(&[Key::order(id)]).await?.pop().flatten(),
             None => None,
@@ -123,10 +120,11 @@ impl Tally {
                 entity: Entity::Stock(s),
             })
             .collect();
-        let reserved_now = out
-            .order
-            .as_ref()
-            .is_some_and(|o| o.status == OrderStatus::Reserved);
+        let status = out.order.as_ref().map(|o| o.status);
+        let (reserved_now, short) = (
+            status == Some(OrderStatus::Reserved),
+            matches!(event.body, EventBody::OrderPlaced(_)) && status == Some(OrderStatus::Short),
+        );
         if let Some(o) = out.order {
             puts.push(Put {
                 expect: Expect::from_loaded(order.as_ref()),
@@ -158,12 +156,13 @@ impl Tally {
                 })
             })
             .collect::<Result<_, AppError>>()?;
-        Ok(Transaction {
+        let tx = Transaction {
             puts,
             deletes: vec![],
             audit: out.audit,
             applied: Some(idem.to_owned()),
             outbox,
-        })
+        };
+        Ok((tx, short))
     }
 }

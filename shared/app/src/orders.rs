@@ -12,7 +12,7 @@ use tally_core::action::{Action, ActionKind, ActionStatus};
 use tally_core::audit::Cause;
 use tally_core::entity::{Entity, Key, Kind, Versioned};
 use tally_core::event::{Event, EventBody};
-use tally_core::ledger::{self, Snapshot};
+use tally_core::ledger::{self, Snapshot, StockRecord};
 use tally_core::orders::{action_for, escalate_unpaid, recommend};
 use tally_core::ports::{Expect, Message, OutboxMessage, Put, Transaction, queues};
 use tally_core::{OrderId, Sku, SourceName};
@@ -36,10 +36,7 @@ impl Tally {
         let (order, _) = self.load_order(event.body.order_id()).await?;
         let skus: Vec<Sku> = event.body.skus().into_iter().cloned().collect();
         let stocks = self.load_stocks(&skus).await?;
-        let plain: BTreeMap<Sku, _> = stocks
-            .iter()
-            .filter_map(|(k, v)| v.value.as_stock().map(|s| (k.clone(), s.clone())))
-            .collect();
+        let plain = records(&stocks);
         let Some(rec) = recommend(event, order.as_ref(), &plain) else {
             // Nothing to do, but remember that it was looked at.
             let tx = Transaction {
@@ -240,10 +237,7 @@ impl Tally {
                     },
                 };
                 let snapshot = Snapshot {
-                    stocks: stocks
-                        .iter()
-                        .filter_map(|(k, v)| v.value.as_stock().map(|s| (k.clone(), s.clone())))
-                        .collect(),
+                    stocks: records(&stocks),
                     order: order.clone(),
                 };
                 let out = ledger::apply(&snapshot, &event, cause);
@@ -256,10 +250,7 @@ impl Tally {
                     .collect();
                 let stocks = self.load_stocks(&skus).await?;
                 let snapshot = Snapshot {
-                    stocks: stocks
-                        .iter()
-                        .filter_map(|(k, v)| v.value.as_stock().map(|s| (k.clone(), s.clone())))
-                        .collect(),
+                    stocks: records(&stocks),
                     order: order.clone(),
                 };
                 let out = ledger::reserve_short(&snapshot, cause).map_err(|_| {
@@ -356,6 +347,14 @@ impl Tally {
         }
         Ok(n)
     }
+}
+
+/// The stock records out of their stored versions.
+fn records(stocks: &BTreeMap<Sku, Versioned<Entity>>) -> BTreeMap<Sku, StockRecord> {
+    stocks
+        .iter()
+        .filter_map(|(k, v)| v.value.as_stock().map(|s| (k.clone(), s.clone())))
+        .collect()
 }
 
 fn ledger_puts(
