@@ -1,5 +1,5 @@
-//! The scheme Shopify and WooCommerce share: a base64 HMAC-SHA256 of the
-//! raw body with the shared secret, in one header.
+//! HMAC-SHA256 for every platform's signature, and the scheme Shopify and
+//! WooCommerce share: a base64 HMAC of the raw body in one header.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -8,10 +8,14 @@ use sha2::Sha256;
 
 use crate::{Error, Headers};
 
-fn mac(secret: &str, body: &[u8]) -> Hmac<Sha256> {
+/// The HMAC of `parts`, in order, keyed with `secret`; compare with its
+/// `verify_slice` (constant time).
+pub(crate) fn mac(secret: &str, parts: &[&[u8]]) -> Hmac<Sha256> {
     let mut m = Hmac::<Sha256>::new_from_slice(secret.as_bytes())
         .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
-    m.update(body);
+    for p in parts {
+        m.update(p);
+    }
     m
 }
 
@@ -28,11 +32,11 @@ pub(crate) fn verify(
     let expected = STANDARD
         .decode(value.trim())
         .map_err(|_| Error::MalformedSignature(shown))?;
-    mac(secret, body)
+    mac(secret, &[body])
         .verify_slice(&expected)
         .map_err(|_| Error::BadSignature)
 }
 
 pub(crate) fn sign(secret: &str, body: &[u8]) -> String {
-    STANDARD.encode(mac(secret, body).finalize().into_bytes())
+    STANDARD.encode(mac(secret, &[body]).finalize().into_bytes())
 }

@@ -20,30 +20,22 @@
 //! seen, not guessed.
 
 use chrono::{DateTime, Utc};
-use hmac::{Hmac, Mac};
+use hmac::Mac;
 use serde_json::{Value, json};
-use sha2::Sha256;
 use tally_core::Reasons;
 use tally_core::catalog::Platform;
 use tally_core::event::Event;
 
-use crate::{Context, Error, Headers, canonical, id_text, reason};
+use crate::{Context, Error, Headers, canonical, hmac_body, id_text, reason};
 
 pub const SIGNATURE_HEADER: &str = "shopware-shop-signature";
 /// How far the body's `timestamp` may be from now.
 pub const TOLERANCE_S: i64 = 300;
 pub const KEPT_HEADERS: &[&str] = &["shopware-shop-signature"];
 
-fn mac(secret: &str, body: &[u8]) -> Hmac<Sha256> {
-    let mut m = Hmac::<Sha256>::new_from_slice(secret.as_bytes())
-        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
-    m.update(body);
-    m
-}
-
 /// The header value Shopware would send for `body`.
 pub fn sign(secret: &str, body: &[u8]) -> String {
-    hex::encode(mac(secret, body).finalize().into_bytes())
+    hex::encode(hmac_body::mac(secret, &[body]).finalize().into_bytes())
 }
 
 pub fn verify(
@@ -57,7 +49,7 @@ pub fn verify(
         .ok_or(Error::MissingSignature("shopware-shop-signature"))?;
     let expected = hex::decode(header.trim())
         .map_err(|_| Error::MalformedSignature("shopware-shop-signature"))?;
-    mac(secret, body)
+    hmac_body::mac(secret, &[body])
         .verify_slice(&expected)
         .map_err(|_| Error::BadSignature)?;
     // The signature covers the timestamp, so an old body cannot be replayed

@@ -7,25 +7,19 @@
 //! being rotated.
 
 use chrono::{DateTime, Utc};
-use hmac::{Hmac, Mac};
+use hmac::Mac;
 use serde_json::Value;
-use sha2::Sha256;
 use tally_core::event::parse_event;
 use tally_core::inbound::Delivery;
 
-use crate::{Error, Headers, Translated};
+use crate::{Error, Headers, Translated, hmac_body};
 
 pub const SIGNATURE_HEADER: &str = "x-tally-signature";
 /// How far the signed timestamp may be from now, either way.
 pub const TOLERANCE_S: i64 = 300;
 
-fn mac(secret: &str, t: i64, body: &[u8]) -> Hmac<Sha256> {
-    let mut m = Hmac::<Sha256>::new_from_slice(secret.as_bytes())
-        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
-    m.update(t.to_string().as_bytes());
-    m.update(b".");
-    m.update(body);
-    m
+fn mac(secret: &str, t: i64, body: &[u8]) -> hmac::Hmac<sha2::Sha256> {
+    hmac_body::mac(secret, &[t.to_string().as_bytes(), b".", body])
 }
 
 /// The header value a sender puts on `body` at time `t`.
