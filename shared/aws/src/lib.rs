@@ -40,3 +40,19 @@ pub async fn tally(config: &Config) -> Tally {
     let queue = SqsQueue::new(aws_sdk_sqs::Client::new(&sdk), config.queues.clone());
     Tally::new(Arc::new(store), Arc::new(queue)).with_ledger_step(LedgerStep::Queued)
 }
+
+/// The shared Router as the ingest and api functions serve it. Without a
+/// configured admin token the admin routes stay closed: nobody can know a
+/// random one.
+pub async fn http_app(config: &Config) -> axum::Router {
+    let admin_token = config
+        .admin_token
+        .clone()
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    tally_app::http::router(tally_app::http::AppState {
+        tally: tally(config).await,
+        admin_token: admin_token.into(),
+        wake: None,
+        feed: None,
+    })
+}
