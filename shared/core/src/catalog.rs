@@ -69,7 +69,13 @@ pub struct Source {
 }
 
 /// Keys of `api` that may be shown; every other key is a credential.
-const API_PUBLIC_KEYS: &[&str] = &["base_url", "shop_domain", "api_version"];
+const API_PUBLIC_KEYS: &[&str] = &[
+    "base_url",
+    "shop_domain",
+    "api_version",
+    "location_id",
+    "currency_id",
+];
 
 impl Source {
     /// Reads `PUT /v1/sources/{name}`. An omitted secret keeps the existing
@@ -249,6 +255,11 @@ pub struct Product {
     /// Units held back from one channel's figure, per channel.
     #[serde(default)]
     pub channel_buffers: BTreeMap<Channel, u32>,
+    /// The platform's own ids of this product, per channel, that pushing
+    /// needs (`inventory_item_id`, `variant_id`, `product_id`, ...). A
+    /// product without them for a channel is not pushed there.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub channel_refs: BTreeMap<Channel, BTreeMap<String, String>>,
     pub updated_at: DateTime<Utc>,
 }
 
@@ -315,6 +326,7 @@ impl Product {
             }
             Some(_) => r.push("channel_buffers", "must be an object of channel to units"),
         }
+        let channel_refs = channel_refs(o, &mut r);
         match currency {
             Some(currency) if r.is_empty() => Ok(Product {
                 sku: sku.clone(),
@@ -325,11 +337,57 @@ impl Product {
                 aliases,
                 policy,
                 channel_buffers,
+                channel_refs,
                 updated_at: now,
             }),
             _ => Err(r),
         }
     }
+}
+
+/// `channel_refs`: `{"<channel>": {"<id name>": "<id>"}}`, ids as strings
+/// (numbers are accepted and kept as their digits).
+fn channel_refs(
+    o: &Map<String, Value>,
+    r: &mut Reasons,
+) -> BTreeMap<Channel, BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    match o.get("channel_refs") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(m)) => {
+            for (k, v) in m {
+                let field = format!("channel_refs.{k}");
+                let channel = Channel::parse(k).map_err(|e| r.push(&field, e)).ok();
+                let Some(ids) = v.as_object() else {
+                    r.push(&field, "must be an object of id name to id");
+                    continue;
+                };
+                let mut refs = BTreeMap::new();
+                for (name, id) in ids {
+                    match id {
+                        Value::String(s) if !s.is_empty() => {
+                            refs.insert(name.clone(), s.clone());
+                        }
+                        Value::Number(n) if n.is_u64() => {
+                            refs.insert(name.clone(), n.to_string());
+                        }
+                        _ => r.push(
+                            &format!("{field}.{name}"),
+                            "must be a non-empty string or a whole number",
+                        ),
+                    }
+                }
+                if let Some(c) = channel {
+                    out.insert(c, refs);
+                }
+            }
+        }
+        Some(_) => r.push(
+            "channel_refs",
+            "must be an object of channel to platform ids",
+        ),
+    }
+    out
 }
 
 fn aliases(o: &Map<String, Value>, r: &mut Reasons) -> Vec<String> {

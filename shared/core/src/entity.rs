@@ -10,6 +10,7 @@ use crate::catalog::{Location, Product, Source};
 use crate::drift::ChannelView;
 use crate::ledger::{OrderRecord, StockRecord};
 use crate::pricing::PriceRecord;
+use crate::push::{Alert, ChannelSync, PushedRecord};
 use crate::quarantine::QuarantineEntry;
 use crate::types::{Channel, LocationId, OrderId, Sku, SourceName};
 
@@ -25,10 +26,13 @@ pub enum Kind {
     ChannelView,
     Price,
     Action,
+    ChannelSync,
+    Pushed,
+    Alert,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 9] = [
+    pub const ALL: [Kind; 12] = [
         Kind::Stock,
         Kind::Order,
         Kind::Product,
@@ -38,6 +42,9 @@ impl Kind {
         Kind::ChannelView,
         Kind::Price,
         Kind::Action,
+        Kind::ChannelSync,
+        Kind::Pushed,
+        Kind::Alert,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -50,6 +57,9 @@ impl Kind {
             Kind::ChannelView => "channel_view",
             Kind::Price => "price",
             Kind::Action => "action",
+            Kind::ChannelSync => "channel_sync",
+            Kind::Pushed => "pushed",
+            Kind::Alert => "alert",
         }
     }
     pub fn parse(raw: &str) -> Option<Kind> {
@@ -88,6 +98,15 @@ impl Key {
     }
     pub fn action(id: &str) -> Key {
         Key::of(Kind::Action, id)
+    }
+    pub fn channel_sync(channel: &Channel) -> Key {
+        Key::of(Kind::ChannelSync, channel.as_str())
+    }
+    pub fn pushed(channel: &Channel, sku: &Sku) -> Key {
+        Key::of(Kind::Pushed, &format!("{channel}/{sku}"))
+    }
+    pub fn alert(id: &str) -> Key {
+        Key::of(Kind::Alert, id)
     }
     /// Neither part may contain `/`, so the pair is unambiguous.
     pub fn channel_view(channel: &Channel, sku: &Sku) -> Key {
@@ -128,6 +147,9 @@ pub enum Entity {
     ChannelView(ChannelView),
     Price(PriceRecord),
     Action(Action),
+    ChannelSync(ChannelSync),
+    Pushed(PushedRecord),
+    Alert(Alert),
 }
 
 impl Entity {
@@ -142,6 +164,9 @@ impl Entity {
             Entity::ChannelView(v) => Key::channel_view(&v.channel, &v.sku),
             Entity::Price(p) => Key::price(&p.sku),
             Entity::Action(a) => Key::action(&a.id),
+            Entity::ChannelSync(c) => Key::channel_sync(&c.channel),
+            Entity::Pushed(p) => Key::pushed(&p.channel, &p.sku),
+            Entity::Alert(a) => Key::alert(&a.id),
         }
     }
     pub fn kind(&self) -> Kind {
@@ -155,6 +180,9 @@ impl Entity {
             Entity::ChannelView(_) => Kind::ChannelView,
             Entity::Price(_) => Kind::Price,
             Entity::Action(_) => Kind::Action,
+            Entity::ChannelSync(_) => Kind::ChannelSync,
+            Entity::Pushed(_) => Kind::Pushed,
+            Entity::Alert(_) => Kind::Alert,
         }
     }
 }
@@ -191,4 +219,7 @@ entity_accessors! {
     ChannelView => as_channel_view, into_channel_view: ChannelView;
     Price => as_price, into_price: PriceRecord;
     Action => as_action, into_action: Action;
+    ChannelSync => as_channel_sync, into_channel_sync: ChannelSync;
+    Pushed => as_pushed, into_pushed: PushedRecord;
+    Alert => as_alert, into_alert: Alert;
 }

@@ -32,6 +32,7 @@ pub mod ledger;
 pub mod orders;
 pub mod ports;
 pub mod pricing;
+pub mod push;
 pub mod quarantine;
 pub mod types;
 
