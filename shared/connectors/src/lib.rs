@@ -17,6 +17,7 @@
 pub mod error;
 mod hmac_body;
 pub mod mapping;
+pub mod push;
 pub mod shopify;
 pub mod shopware;
 pub mod tally;
