@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${AWS_ENDPOINT_URL_DYNAMODB:?start the emulators first: eval \"\$(infra/emulators.sh start)\"}"
 
-FUNCTIONS=(ingest api validate update-stock reprice recommend-order-action publish monitor)
+FUNCTIONS=(ingest api validate update-stock reprice recommend-order-action publish push monitor)
 packages=()
 for f in "${FUNCTIONS[@]}"; do packages+=(-p "$f"); done
 
@@ -45,7 +45,8 @@ source = {"entity": "source", "name": "shop", "platform": "shopify", "secret": "
 ddb.put_item(TableName=f"{run}-state", Item={"pk": {"S": "source:shop"}, "kind": {"S": "source"},
     "version": {"N": "1"}, "doc": {"S": json.dumps(source)}})
 inbound = sqs.create_queue(QueueName=f"{run}-inbound.fifo", Attributes={"FifoQueue": "true"})["QueueUrl"]
-print(f"STATE_TABLE={run}-state,AUDIT_TABLE={run}-audit,INBOUND_QUEUE_URL={inbound}")
+outbound = sqs.create_queue(QueueName=f"{run}-outbound.fifo", Attributes={"FifoQueue": "true"})["QueueUrl"]
+print(f"STATE_TABLE={run}-state,AUDIT_TABLE={run}-audit,INBOUND_QUEUE_URL={inbound},OUTBOUND_QUEUE_URL={outbound}")
 PY
 ENV_VARS="$(cat "target/lambda/$run.env")"
 
@@ -74,6 +75,8 @@ invoke() { # FUNCTION FIXTURE EXPECTED
 echo "==> cargo lambda invoke"
 invoke ingest ingest-shopify-orders-create.json '"statusCode": *202'
 invoke update-stock update-stock-count.json '"batchItemFailures": *\[\]'
+# The smoke source has no push credentials: the channel is receive-only.
+invoke push push-stock-changed.json '"batchItemFailures": *\[\]'
 
 echo "==> what the invocations left behind"
 "$PY" - "$run" <<'PY'

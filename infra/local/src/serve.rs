@@ -34,7 +34,9 @@ async fn serve(addr: SocketAddr, data: PathBuf) -> anyhow::Result<()> {
         );
     }
     let feed: Arc<dyn ChangeFeed> = Arc::new(db.clone());
-    let tally = Tally::new(Arc::new(db.clone()), Arc::new(db)).with_order_policy(order_policy()?);
+    let tally = Tally::new(Arc::new(db.clone()), Arc::new(db))
+        .with_order_policy(order_policy()?)
+        .with_channels(push_settings()?);
     let admin_token = admin_token();
 
     let wake = Arc::new(Notify::new());
@@ -62,6 +64,12 @@ async fn serve(addr: SocketAddr, data: PathBuf) -> anyhow::Result<()> {
         tokio::spawn(tally_app::worker::sweep_actions(
             tally.clone(),
             std::time::Duration::from_secs(5),
+            stopped.clone(),
+        )),
+        tokio::spawn(tally_app::worker::run_outbound(
+            tally.clone(),
+            downstream.clone(),
+            millis("TALLY_PUSH_QUIET_MS", 200)?,
             stopped.clone(),
         )),
         tokio::spawn(tally_app::worker::follow_stock_changes(
@@ -133,6 +141,26 @@ async fn shutdown_signal() {
         _ = ctrl_c => {}
         _ = term => {}
     }
+}
+
+/// Pushing to the channels: `TALLY_PUSH_TIMEOUT_MS` (longest wait for one
+/// platform call; default 10 s) and `TALLY_PUSH_BACKOFF_MS` (first retry
+/// delay after a failure, doubling per attempt; default 1 s).
+fn push_settings() -> anyhow::Result<tally_app::push::Channels> {
+    Ok(tally_app::push::Channels::new(
+        millis("TALLY_PUSH_TIMEOUT_MS", 10_000)?,
+        millis("TALLY_PUSH_BACKOFF_MS", 1_000)?,
+    ))
+}
+
+fn millis(var: &str, default: u64) -> anyhow::Result<std::time::Duration> {
+    let ms = match std::env::var(var) {
+        Ok(v) => v
+            .parse()
+            .with_context(|| format!("{var} must be whole milliseconds"))?,
+        Err(_) => default,
+    };
+    Ok(std::time::Duration::from_millis(ms))
 }
 
 /// Order handling's policy, from the environment where set:

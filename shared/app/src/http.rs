@@ -49,6 +49,9 @@ pub fn router(state: AppState) -> Router {
             axum::routing::delete(discard_quarantined),
         )
         .route("/v1/drift", get(get_drift))
+        .route("/v1/alerts", get(get_alerts))
+        .route("/v1/channels", get(get_channels))
+        .route("/v1/channels/{channel}/resync", post(resync_channel))
         .route("/v1/prices/{sku}", get(get_price))
         .route("/v1/audit/{id}/revert", post(revert))
         .route("/v1/actions", get(get_actions))
@@ -115,6 +118,9 @@ async fn healthz(State(s): State<AppState>) -> Result<Json<Value>, AppError> {
         let cursor = feed.cursor(crate::worker::REPRICE_CONSUMER).await?;
         let changes = feed.changes_after(cursor, 1).await?.len();
         body["signal_pending"] = json!(signals);
+        // Not part of `idle`: a push waiting out a channel's Retry-After
+        // is not work the stack still owes.
+        body["outbound_pending"] = json!(s.tally.queue.depth(queues::OUTBOUND).await?);
         body["changes_pending"] = json!(changes);
         body["idle"] = json!(inbound == 0 && signals == 0 && changes == 0);
     }
@@ -272,6 +278,23 @@ async fn discard_quarantined(
 
 async fn get_drift(State(s): State<AppState>) -> Result<Json<Value>, AppError> {
     Ok(Json(s.tally.drift().await?))
+}
+
+async fn get_alerts(State(s): State<AppState>) -> Result<Json<Value>, AppError> {
+    Ok(Json(s.tally.alerts().await?))
+}
+
+async fn get_channels(State(s): State<AppState>) -> Result<Json<Value>, AppError> {
+    Ok(Json(s.tally.channels_view().await?))
+}
+
+async fn resync_channel(
+    State(s): State<AppState>,
+    Path(channel): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<Value>), AppError> {
+    let queued = s.tally.resync(&channel, &optional_json(body)?).await?;
+    Ok((StatusCode::ACCEPTED, Json(queued)))
 }
 
 async fn get_price(

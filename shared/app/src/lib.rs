@@ -14,6 +14,8 @@
 //! - [`pricing`]: the reprice step, price views and reverts.
 //! - [`orders`]: recommended actions, approval, execution, expiry.
 //! - [`quarantine`]: list, replay and discard what validation refused.
+//! - [`push`]: tell the channels (stock, prices, order commands), and
+//!   their sync status.
 //! - [`drift`]: non-authoritative channels' stock figures against the ledger.
 //! - [`worker`]: the loop that drains a queue through a step (local mode).
 //! - [`http`]: the one axum Router for webhooks, events and the admin API.
@@ -28,6 +30,7 @@ pub mod metrics;
 pub mod orders;
 pub mod pipeline;
 pub mod pricing;
+pub mod push;
 pub mod quarantine;
 pub mod worker;
 
@@ -89,6 +92,7 @@ pub struct Tally {
     pub ledger: LedgerStep,
     pub orders: OrderPolicy,
     pub metrics: Arc<metrics::Metrics>,
+    pub channels: Arc<push::Channels>,
 }
 
 impl Tally {
@@ -100,7 +104,13 @@ impl Tally {
             ledger: LedgerStep::Inline,
             orders: OrderPolicy::default(),
             metrics: Arc::default(),
+            channels: Arc::default(),
         }
+    }
+
+    pub fn with_channels(mut self, channels: push::Channels) -> Self {
+        self.channels = Arc::new(channels);
+        self
     }
 
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {

@@ -58,6 +58,10 @@ const HELP: &[(&str, &str)] = &[
         "Price decisions by outcome and the rule that bound them",
     ),
     (
+        "tally_channel_pushes_total",
+        "Values and commands the channels confirmed, and pushes that failed or were given up on",
+    ),
+    (
         "tally_actions_total",
         "Order and price actions by kind and what became of them",
     ),

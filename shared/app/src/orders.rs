@@ -15,6 +15,7 @@ use tally_core::event::{Event, EventBody};
 use tally_core::ledger::{self, Snapshot, StockRecord};
 use tally_core::orders::{action_for, escalate_unpaid, recommend};
 use tally_core::ports::{Expect, Message, OutboxMessage, Put, Transaction, queues};
+use tally_core::push::{ChannelCommand, CommandKind, Outbound};
 use tally_core::{OrderId, Sku, SourceName};
 
 use crate::pipeline::idempotency_key;
@@ -267,18 +268,32 @@ impl Tally {
             }
             _ => {}
         }
-        // One command for the channel connector, deduplicated by the action.
-        let command = json!({"type": "command", "command": action.kind.as_str(), "action_id": action.id,
-                             "idempotency_key": action.id, "order_id": action.order_id, "channel": channel,
-                             "proposal": action.proposal, "approved_by": cause.actor});
-        tx.outbox.push(OutboxMessage {
-            queue: queues::OUTBOUND.to_owned(),
-            message: Message {
-                body: command.to_string(),
-                group: action.order_id.as_ref().map(|o| o.to_string()),
-                dedup_id: Some(action.id.clone()),
-            },
-        });
+        // One command for the channel, deduplicated by the action. Reroutes
+        // and backorders are Tally's own bookkeeping: nothing to send.
+        if let (Some(command), Some(order_id), Some(channel)) = (
+            CommandKind::for_action(action.kind),
+            action.order_id.clone(),
+            channel,
+        ) {
+            let m = Outbound::Command(ChannelCommand {
+                command,
+                action_id: action.id.clone(),
+                idempotency_key: action.id.clone(),
+                order_id,
+                channel: channel.clone(),
+                proposal: action.proposal.clone(),
+                approved_by: cause.actor.clone(),
+            });
+            tx.outbox.push(OutboxMessage {
+                queue: queues::OUTBOUND.to_owned(),
+                message: Message {
+                    body: serde_json::to_string(&m)
+                        .map_err(|e| AppError::Internal(e.to_string()))?,
+                    group: Some(channel.to_string()),
+                    dedup_id: Some(action.id.clone()),
+                },
+            });
+        }
         Ok(tx)
     }
 

@@ -19,6 +19,7 @@ use tally_core::ports::{Change, Expect, Message, OutboxMessage, Put, Transaction
 use tally_core::pricing::{
     CompetitorPrice, Decision, Inputs, Outcome, Policy, PriceRecord, decide,
 };
+use tally_core::push::Outbound;
 use tally_core::{Channel, Reasons, Sku, SourceName};
 
 use crate::pipeline::idempotency_key;
@@ -300,14 +301,19 @@ impl Tally {
         record.last_changed_at = Some(now);
         record.last_change_audit = Some(audit.id.clone());
         product.price = Some(to);
-        for channel in self.channels().await? {
-            let body = json!({"type": "price.changed", "sku": record.sku, "channel": channel,
-                              "price": to, "currency": record.currency, "cause": audit.id});
+        for channel in self.push_channels().await?.into_keys() {
+            let m = Outbound::PriceChanged {
+                channel: channel.clone(),
+                sku: record.sku.clone(),
+                changed_at: now,
+                cause: audit.id.clone(),
+            };
             tx.outbox.push(OutboxMessage {
                 queue: queues::OUTBOUND.to_owned(),
                 message: Message {
-                    body: body.to_string(),
-                    group: Some(format!("{channel}/{}", record.sku)),
+                    body: serde_json::to_string(&m)
+                        .map_err(|e| AppError::Internal(e.to_string()))?,
+                    group: Some(channel.to_string()),
                     dedup_id: Some(format!("{}:{channel}", audit.id)),
                 },
             });

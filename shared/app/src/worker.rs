@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tally_core::inbound::{Delivery, SourcedEvent};
-use tally_core::ports::{ChangeFeed, queues};
+use tally_core::ports::{ChangeFeed, Message, queues};
 use tokio::sync::{Notify, watch};
 
 use crate::{AppError, Tally};
@@ -76,6 +76,74 @@ pub async fn run_orders(tally: Tally, wake: Arc<Notify>, shutdown: watch::Receiv
         }
     })
     .await
+}
+
+/// Drains the outbound queue into the push step. It waits until no new
+/// message has arrived for `quiet` (at most `10 × quiet` in all), so a
+/// burst of changes to one SKU becomes one push of the final figure.
+pub async fn run_outbound(
+    tally: Tally,
+    wake: Arc<Notify>,
+    quiet: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let queue = queues::OUTBOUND;
+    tracing::info!(queue, "worker started");
+    while !*shutdown.borrow() {
+        let mut depth = tally.queue.depth(queue).await.unwrap_or(0);
+        let started = tokio::time::Instant::now();
+        while depth > 0 && started.elapsed() < quiet * 10 && !*shutdown.borrow() {
+            tokio::select! {
+                _ = tokio::time::sleep(quiet) => {}
+                _ = shutdown.changed() => {}
+            }
+            let now = tally.queue.depth(queue).await.unwrap_or(0);
+            if now == depth {
+                break;
+            }
+            depth = now;
+        }
+        let batch = match tally.queue.receive(queue, 100, VISIBILITY).await {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(queue, error = %e, "receive failed");
+                Vec::new()
+            }
+        };
+        if batch.is_empty() {
+            tokio::select! {
+                _ = wake.notified() => {}
+                _ = tokio::time::sleep(IDLE_POLL) => {}
+                _ = shutdown.changed() => {}
+            }
+            continue;
+        }
+        let settled = tally.push_batch(&batch).await;
+        for (msg, s) in batch.iter().zip(settled) {
+            let done = match s {
+                crate::push::Settle::Done => tally.queue.delete(queue, &msg.receipt).await,
+                crate::push::Settle::RetryAfter(d) => {
+                    tally.queue.retry_after(queue, &msg.receipt, d).await
+                }
+                crate::push::Settle::DeadLetter => {
+                    let dlq = queues::dead_letter(queue);
+                    let m = Message {
+                        body: msg.body.clone(),
+                        group: msg.group.clone(),
+                        dedup_id: None,
+                    };
+                    match tally.queue.send(&dlq, vec![m]).await {
+                        Ok(()) => tally.queue.delete(queue, &msg.receipt).await,
+                        Err(e) => Err(e),
+                    }
+                }
+            };
+            if let Err(e) = done {
+                tracing::warn!(queue, error = %e, "could not settle a message; it will be redelivered");
+            }
+        }
+    }
+    tracing::info!(queue, "worker stopped");
 }
 
 /// Sweeps the actions every `every`: expiry, and unpaid holds escalated.
@@ -169,6 +237,21 @@ pub async fn follow_stock_changes(
             continue;
         }
         for c in changes {
+            // Tell the channels first: a resend after a failed reprice is
+            // dropped by the queue's deduplication.
+            let published = match tally.outbound_for_change(&c).await {
+                Ok(m) if m.is_empty() => Ok(()),
+                Ok(m) => tally
+                    .queue
+                    .send(queues::OUTBOUND, m)
+                    .await
+                    .map_err(AppError::from),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = published {
+                tracing::warn!(key = %c.key, error = %e, "queueing the push failed");
+                break;
+            }
             if let Err(e) = tally.reprice_on_change(&c).await {
                 // Try this change again on the next round.
                 tracing::warn!(key = %c.key, error = %e, "reprice failed");

@@ -3,6 +3,8 @@
 //! merchant's systems would.
 #![allow(dead_code)]
 
+pub mod platforms;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

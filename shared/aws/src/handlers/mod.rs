@@ -5,6 +5,7 @@
 
 pub mod monitor;
 pub mod publish;
+pub mod push;
 pub mod recommend_order_action;
 pub mod reprice;
 pub mod update_stock;

@@ -5,17 +5,16 @@
 //! - Output: batch item failures (the first failing record; the stream
 //!   resumes there).
 //! - Side effects: outbox items (committed with a transaction, such as
-//!   `order.short`) are sent to their queue; a stock record's change sends
-//!   its new figures to `outbound` for the channel connectors.
+//!   `order.short`) are sent to their queue; a stock or product change
+//!   queues `stock.changed` (and `price.changed`) on `outbound` for each
+//!   channel Tally pushes to (the push function reads the figures then).
 //! - Retries: at least once; queue deduplication ids and the consumers'
 //!   idempotency keys make a resend harmless.
 
 use aws_lambda_events::dynamodb::Event as StreamEvent;
 use aws_lambda_events::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
-use serde_json::json;
 use tally_app::{AppError, Tally};
-use tally_core::entity::Entity;
-use tally_core::ports::{Message, queues};
+use tally_core::ports::queues;
 
 use crate::stream::{StateChange, decode};
 
@@ -42,25 +41,9 @@ async fn publish_one(
             tally.queue.send(&o.queue, vec![o.message]).await?;
         }
         StateChange::Record(change) => {
-            if let Some(Entity::Stock(s)) = &change.new {
-                let body = json!({"type": "stock.changed", "sku": s.sku, "available": s.available(),
-                                  "on_hand": s.on_hand(), "reserved": s.reserved(), "updated_at": s.updated_at});
-                let dedup = format!(
-                    "{}:{}",
-                    s.sku,
-                    s.updated_at.map(|t| t.timestamp_micros()).unwrap_or(0)
-                );
-                tally
-                    .queue
-                    .send(
-                        queues::OUTBOUND,
-                        vec![Message {
-                            body: body.to_string(),
-                            group: Some(s.sku.to_string()),
-                            dedup_id: Some(dedup),
-                        }],
-                    )
-                    .await?;
+            let messages = tally.outbound_for_change(&change).await?;
+            if !messages.is_empty() {
+                tally.queue.send(queues::OUTBOUND, messages).await?;
             }
         }
         StateChange::Ignored => {}
