@@ -398,6 +398,114 @@ fn an_approved_cancel_is_one_call_at_the_platform_even_when_the_first_attempt_ti
     );
 }
 
+/// Waits for the pending action about `order_id` and approves it.
+fn approve(st: &Stack, order_id: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let action = loop {
+        st.s.settle();
+        let all = st.s.get("/v1/actions?status=pending")["actions"].clone();
+        if let Some(a) = all
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["order_id"] == order_id)
+        {
+            break a.clone();
+        }
+        assert!(Instant::now() < deadline, "no action for {order_id}: {all}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let (status, body) = st.s.post(
+        &format!("/v1/actions/{}/approve", action["id"].as_str().unwrap()),
+        json!({"actor": "ops-lead"}),
+    );
+    assert_eq!(status, StatusCode::OK, "{body}");
+    action
+}
+
+fn refund_requested(order_id: &str) -> Value {
+    json!({"id": format!("r-{order_id}"), "type": "order.refund_requested", "occurred_at": "2026-12-03T11:00:00Z",
+           "data": {"order_id": order_id, "amount": "19.99", "reason": "changed mind"}})
+}
+
+#[test]
+fn approved_cancels_reach_woocommerce_and_shopware_through_their_own_apis() {
+    let st = stack(10);
+    st.woo.with(|s| {
+        s.orders.insert(
+            "7001".into(),
+            support::platforms::Order {
+                status: "processing".into(),
+                ..Default::default()
+            },
+        )
+    });
+    st.sw
+        .with(|s| s.orders.insert("7002".into(), Default::default()));
+    st.s.send("erp", &orders(7001, 1, "woo"));
+    st.s.send("erp", &orders(7002, 1, "sw"));
+    st.s.send(
+        "erp",
+        &json!([refund_requested("7001"), refund_requested("7002")]),
+    );
+    assert_eq!(approve(&st, "7001")["kind"], "cancel");
+    assert_eq!(approve(&st, "7002")["kind"], "cancel");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !(st.woo.with(|s| s.orders["7001"].cancelled)
+        && st.sw.with(|s| s.orders["7002"].cancelled))
+    {
+        assert!(Instant::now() < deadline, "the cancels never arrived");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // WooCommerce: read the order, then one status change.
+    let woo: Vec<String> = st.woo.with(|s| {
+        s.calls
+            .iter()
+            .filter(|c| c.path.ends_with("/orders/7001"))
+            .map(|c| c.method.clone())
+            .collect()
+    });
+    assert_eq!(woo, ["GET", "PUT"]);
+    assert_eq!(
+        st.woo
+            .calls("/wp-json/wc/v3/orders/7001")
+            .last()
+            .unwrap()
+            .body,
+        json!({"status": "cancelled"})
+    );
+    // Shopware: search by order number, then the cancel transition.
+    assert_eq!(st.sw.calls("/api/search/order").len(), 1);
+    let transitions: Vec<String> = st.sw.with(|s| {
+        s.calls
+            .iter()
+            .filter(|c| c.path.ends_with("/state/cancel"))
+            .map(|c| c.path.clone())
+            .collect()
+    });
+    assert_eq!(transitions.len(), 1, "{transitions:?}");
+}
+
+#[test]
+fn a_throttled_shopify_call_waits_for_its_bucket_to_refill() {
+    let st = stack(10);
+    st.forget_calls();
+    // Shopify's cost-based throttle: 200 with a THROTTLED error; the bucket
+    // needs (202 - 2) / 100 = 2 s to hold the query's cost again.
+    st.shop.fail_next(
+        Some("inventorySetQuantities"),
+        Fault::Body(json!({"errors": [{"message": "Throttled", "extensions": {"code": "THROTTLED"}}],
+                           "extensions": {"cost": {"requestedQueryCost": 202, "actualQueryCost": null,
+                                          "throttleStatus": {"maximumAvailable": 2000.0, "currentlyAvailable": 2, "restoreRate": 100.0}}}})),
+    );
+    st.s.send("erp", &orders(1, 1, "erp"));
+    st.wait_for_figures(9, "after the throttle");
+    let sets = st.shop.calls("inventorySetQuantities");
+    assert_eq!(sets.len(), 2, "{sets:#?}");
+    let waited = sets[1].at - sets[0].at;
+    assert!(waited >= Duration::from_secs(2), "retried after {waited:?}");
+}
+
 #[test]
 fn a_rate_limited_channel_is_retried_after_its_retry_after() {
     let st = stack(10);

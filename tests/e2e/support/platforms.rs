@@ -49,6 +49,8 @@ pub enum Fault {
     Status(u16, Option<&'static str>),
     /// Do the work, then answer only after this long.
     ActThenStall(Duration),
+    /// Answer 200 with this body instead (Shopify's `THROTTLED` errors).
+    Body(Value),
 }
 
 #[derive(Debug, Default, Clone)]
@@ -230,6 +232,7 @@ async fn handle(
                 return r;
             }
             Some(Fault::ActThenStall(d)) => Some(d),
+            Some(Fault::Body(b)) => return axum::Json(b).into_response(),
             None => None,
         };
         let answer = match platform {
