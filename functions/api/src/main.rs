@@ -14,6 +14,7 @@ async fn main() -> Result<(), lambda_http::Error> {
             queues::STOCK,
             queues::ORDER,
             queues::SIGNAL,
+            queues::OUTBOUND,
         ],
     )?;
     lambda_http::run(tally_aws::http_app(&config).await).await
