@@ -35,10 +35,12 @@ ddb.create_table(TableName=f"{run}-state", BillingMode="PAY_PER_REQUEST",
         "KeySchema": [{"AttributeName": "kind", "KeyType": "HASH"}, {"AttributeName": "pk", "KeyType": "RANGE"}]}],
     StreamSpecification=stream)
 ddb.create_table(TableName=f"{run}-audit", BillingMode="PAY_PER_REQUEST",
-    AttributeDefinitions=[{"AttributeName": a, "AttributeType": "S"} for a in ("entity", "sk", "id")],
+    AttributeDefinitions=[{"AttributeName": a, "AttributeType": "S"} for a in ("entity", "sk", "id", "day")],
     KeySchema=[{"AttributeName": "entity", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
     GlobalSecondaryIndexes=[{"IndexName": "by-id", "Projection": {"ProjectionType": "ALL"},
-        "KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}]}],
+        "KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}]},
+        {"IndexName": "by-day", "Projection": {"ProjectionType": "ALL"},
+        "KeySchema": [{"AttributeName": "day", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}]}],
     StreamSpecification=stream)
 source = {"entity": "source", "name": "shop", "platform": "shopify", "secret": "shopify-app-secret-0123456789",
           "channel": "shopify", "authoritative_stock": False, "api": {}, "updated_at": "2026-12-03T00:00:00Z"}

@@ -1,11 +1,13 @@
 //! The admin side: what the merchant configures and what they read back.
 //! Every change is committed with its audit record, actor included.
 
+use std::collections::BTreeMap;
+
 use serde_json::{Value, json};
 use tally_core::audit::Cause;
 use tally_core::catalog::{Location, Product, Source};
 use tally_core::drift::ledger_figure;
-use tally_core::entity::{Entity, Key};
+use tally_core::entity::{Entity, Key, Kind};
 use tally_core::ledger::StockRecord;
 use tally_core::ports::{Expect, Put, Transaction};
 use tally_core::{LocationId, Sku, SourceName};
@@ -200,37 +202,159 @@ impl Tally {
         let Some(stock) = stock.and_then(|v| v.value.into_stock()) else {
             return Err(AppError::NotFound(format!("stock for SKU {sku:?}")));
         };
-        let channel_figures: serde_json::Map<String, Value> = self
-            .channels()
-            .await?
-            .into_iter()
-            .map(|c| {
-                let figure = ledger_figure(Some(&stock), product.as_ref(), &c);
-                (c.to_string(), json!(figure))
-            })
-            .collect();
-        let locations: Vec<Value> = stock
-            .locations
-            .keys()
-            .map(|l| stock.location_view(l))
-            .collect();
-        Ok(json!({
-            "sku": sku,
-            "on_hand": stock.on_hand(),
-            "reserved": stock.reserved(),
-            "safety_stock": stock.safety_stock * stock.locations.len() as u32,
-            "available": stock.available(),
-            "locations": locations,
-            "channels": channel_figures,
-            "last_stock_event_at": stock.last_stock_event_at,
-            "updated_at": stock.updated_at,
-        }))
+        let channels = self.channels().await?;
+        Ok(stock_json(&stock, product.as_ref(), &channels))
     }
 
-    pub async fn audit(&self, entity: &str, limit: usize) -> Result<Value, AppError> {
-        let records = self.store.audit_for(entity, limit.clamp(1, 1000)).await?;
+    /// `GET /v1/stock`: the stock view of every SKU that has stock.
+    pub async fn stock_list(&self) -> Result<Value, AppError> {
+        let products: BTreeMap<Sku, Product> = self
+            .store
+            .list(Kind::Product)
+            .await?
+            .into_iter()
+            .filter_map(|v| v.value.into_product())
+            .map(|p| (p.sku.clone(), p))
+            .collect();
+        let channels = self.channels().await?;
+        let items: Vec<Value> = self
+            .store
+            .list(Kind::Stock)
+            .await?
+            .into_iter()
+            .filter_map(|v| v.value.into_stock())
+            .map(|s| stock_json(&s, products.get(&s.sku), &channels))
+            .collect();
+        Ok(json!({"items": items}))
+    }
+
+    /// `GET /v1/products`.
+    pub async fn product_list(&self) -> Result<Value, AppError> {
+        let items: Vec<Value> = self
+            .store
+            .list(Kind::Product)
+            .await?
+            .into_iter()
+            .filter_map(|v| v.value.into_product())
+            .map(|p| product_view(&p))
+            .collect();
+        Ok(json!({"items": items}))
+    }
+
+    /// `GET /v1/audit`: one entity's records, or the activity feed.
+    pub async fn audit(&self, q: &AuditQuery) -> Result<Value, AppError> {
+        let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+        if let Some(entity) = &q.entity {
+            let records = self.store.audit_for(entity, limit).await?;
+            return Ok(json!({"records": records}));
+        }
+        if let Some(w) = q.workflow.as_deref()
+            && !WORKFLOWS.contains(&w)
+        {
+            return Err(AppError::BadRequest(format!(
+                "workflow must be one of {}",
+                WORKFLOWS.join(", ")
+            )));
+        }
+        let narrowed = q.workflow.is_some() || q.sku.is_some() || q.actor.is_some();
+        // A narrowed feed looks further back to fill its page.
+        let scan = if narrowed { 1000 } else { limit };
+        let records: Vec<Value> = self
+            .store
+            .recent_audit(scan)
+            .await?
+            .into_iter()
+            .filter(|r| q.workflow.as_deref().is_none_or(|w| workflow_of(r) == w))
+            .filter(|r| q.actor.as_deref().is_none_or(|a| r.actor == a))
+            .filter(|r| q.sku.as_deref().is_none_or(|s| is_about_sku(r, s)))
+            .take(limit)
+            .map(|r| {
+                let workflow = workflow_of(&r);
+                let mut v = serde_json::to_value(r).unwrap_or_default();
+                v["workflow"] = json!(workflow);
+                v
+            })
+            .collect();
         Ok(json!({"records": records}))
     }
+}
+
+/// `GET /v1/audit`'s query.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct AuditQuery {
+    pub entity: Option<String>,
+    pub limit: Option<usize>,
+    pub workflow: Option<String>,
+    pub sku: Option<String>,
+    pub actor: Option<String>,
+}
+
+/// The activity feed's workflows.
+pub const WORKFLOWS: [&str; 7] = [
+    "inventory",
+    "pricing",
+    "orders",
+    "quarantine",
+    "channels",
+    "catalog",
+    "alerts",
+];
+
+/// Which workflow an audit record belongs to, by what it is about.
+pub fn workflow_of(r: &tally_core::audit::AuditRecord) -> &'static str {
+    if r.kind.starts_with("alert.") {
+        return "alerts";
+    }
+    match r.entity.split(':').next().unwrap_or_default() {
+        "stock" | "channel_view" => "inventory",
+        "price" => "pricing",
+        "action" | "order" => "orders",
+        "quarantine" => "quarantine",
+        "channel" => "channels",
+        _ => "catalog",
+    }
+}
+
+/// Whether a record is about a SKU: by its entity (`stock:SKU@LOC`,
+/// `price:SKU`, `product:SKU`, `sku:SKU`) or the SKU its inputs name.
+fn is_about_sku(r: &tally_core::audit::AuditRecord, sku: &str) -> bool {
+    let of_entity = r
+        .entity
+        .split_once(':')
+        .map(|(_, rest)| rest.split('@').next().unwrap_or(rest));
+    of_entity == Some(sku)
+        || [&r.inputs, &r.after]
+            .iter()
+            .any(|v| v.get("sku").and_then(Value::as_str) == Some(sku))
+}
+
+/// The stock view of one SKU: totals, each location, and what each
+/// channel may sell after its buffer.
+fn stock_json(
+    stock: &StockRecord,
+    product: Option<&Product>,
+    channels: &std::collections::BTreeSet<tally_core::Channel>,
+) -> Value {
+    let channel_figures: serde_json::Map<String, Value> = channels
+        .iter()
+        .map(|c| (c.to_string(), json!(ledger_figure(Some(stock), product, c))))
+        .collect();
+    let locations: Vec<Value> = stock
+        .locations
+        .keys()
+        .map(|l| stock.location_view(l))
+        .collect();
+    json!({
+        "sku": stock.sku,
+        "on_hand": stock.on_hand(),
+        "reserved": stock.reserved(),
+        "safety_stock": stock.safety_stock * stock.locations.len() as u32,
+        "available": stock.available(),
+        "locations": locations,
+        "channels": channel_figures,
+        "last_stock_event_at": stock.last_stock_event_at,
+        "updated_at": stock.updated_at,
+    })
 }
 
 fn product_view(p: &Product) -> Value {

@@ -39,8 +39,11 @@ pub fn router(state: AppState) -> Router {
     let admin = Router::new()
         .route("/v1/sources/{source}", put(put_source).get(get_source))
         .route("/v1/locations/{location}", put(put_location))
+        .route("/v1/products", get(list_products))
         .route("/v1/products/{sku}", put(put_product).get(get_product))
+        .route("/v1/stock", get(list_stock))
         .route("/v1/stock/{sku}", get(get_stock))
+        .route("/v1/prices", get(list_prices))
         .route("/v1/audit", get(get_audit))
         .route("/v1/quarantine", get(get_quarantine))
         .route("/v1/quarantine/{id}/replay", post(replay_quarantined))
@@ -61,6 +64,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/actions/{id}/reject", post(reject_action))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_admin));
     Router::new()
+        .route("/", get(console))
         .route("/healthz", get(healthz))
         .route("/events/{source}", post(post_events))
         .route("/webhooks/{platform}/{source}", post(post_webhook))
@@ -222,20 +226,65 @@ async fn get_stock(
     Ok(Json(s.tally.stock_view(&sku).await?))
 }
 
-#[derive(Deserialize)]
-struct AuditQuery {
-    entity: Option<String>,
-    limit: Option<usize>,
+async fn list_products(State(s): State<AppState>) -> Result<Json<Value>, AppError> {
+    Ok(Json(s.tally.product_list().await?))
 }
 
+async fn list_stock(State(s): State<AppState>) -> Result<Json<Value>, AppError> {
+    Ok(Json(s.tally.stock_list().await?))
+}
+
+async fn list_prices(State(s): State<AppState>) -> Result<Json<Value>, AppError> {
+    Ok(Json(s.tally.price_list().await?))
+}
+
+/// One entity's history (`entity=`), or the activity feed of every entity,
+/// optionally narrowed to a workflow, a SKU or an actor.
 async fn get_audit(
     State(s): State<AppState>,
-    Query(q): Query<AuditQuery>,
+    Query(q): Query<crate::admin::AuditQuery>,
 ) -> Result<Json<Value>, AppError> {
-    let entity = q.entity.ok_or_else(|| {
-        AppError::BadRequest("query parameter entity is required, e.g. entity=price:SKU".into())
-    })?;
-    Ok(Json(s.tally.audit(&entity, q.limit.unwrap_or(100)).await?))
+    Ok(Json(s.tally.audit(&q).await?))
+}
+
+/// The ops console: one self-contained page. It holds no data and needs no
+/// token to load; it asks the admin API with the token a person types in.
+async fn console() -> Response {
+    use axum::http::header;
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            // Everything is inline and same-origin; nothing may frame it.
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
+                 img-src 'self' data:; connect-src 'self'; form-action 'none'; \
+                 frame-ancestors 'none'; base-uri 'none'",
+            ),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::REFERRER_POLICY, "no-referrer"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        console_page(),
+    )
+        .into_response()
+}
+
+const CONSOLE: &str = include_str!("console.html");
+
+/// Debug builds read the page from disk on every request, so the console
+/// can be worked on without rebuilding; release builds serve the copy
+/// compiled in.
+#[cfg(debug_assertions)]
+fn console_page() -> std::borrow::Cow<'static, str> {
+    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/console.html"))
+        .map(std::borrow::Cow::Owned)
+        .unwrap_or(std::borrow::Cow::Borrowed(CONSOLE))
+}
+
+#[cfg(not(debug_assertions))]
+fn console_page() -> std::borrow::Cow<'static, str> {
+    std::borrow::Cow::Borrowed(CONSOLE)
 }
 
 async fn get_quarantine(State(s): State<AppState>) -> Result<Json<Value>, AppError> {

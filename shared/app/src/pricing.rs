@@ -430,17 +430,28 @@ impl Tally {
             return Err(AppError::NotFound(format!("product {sku:?}")));
         };
         let record = record.and_then(|v| v.value.into_price());
-        let policy = Policy::parse(&product.policy, product.unit_cost).unwrap_or_default();
-        Ok(json!({
-            "sku": sku,
-            "currency": product.currency,
-            "price": record.as_ref().map(|r| r.price).or(product.price),
-            "floor": policy.floor(product.unit_cost),
-            "ceiling": policy.ceiling(),
-            "updated_at": record.as_ref().map_or(product.updated_at, |r| r.updated_at),
-            "last_decision": record.as_ref().and_then(|r| r.last_decision.clone()),
-            "pending_action": record.as_ref().and_then(|r| r.pending_action.clone()),
-        }))
+        Ok(price_json(&product, record.as_ref()))
+    }
+
+    /// `GET /v1/prices`: the price view of every product.
+    pub async fn price_list(&self) -> Result<Value, AppError> {
+        let records: std::collections::BTreeMap<Sku, PriceRecord> = self
+            .store
+            .list(Kind::Price)
+            .await?
+            .into_iter()
+            .filter_map(|v| v.value.into_price())
+            .map(|r| (r.sku.clone(), r))
+            .collect();
+        let items: Vec<Value> = self
+            .store
+            .list(Kind::Product)
+            .await?
+            .into_iter()
+            .filter_map(|v| v.value.into_product())
+            .map(|p| price_json(&p, records.get(&p.sku)))
+            .collect();
+        Ok(json!({"items": items}))
     }
 
     /// `POST /v1/audit/{id}/revert`: puts back the price a change replaced,
@@ -585,4 +596,19 @@ fn price_action(sku: &Sku, record: &PriceRecord, d: &Decision, cause: &Cause) ->
         decided_by: None,
         note: None,
     }
+}
+
+/// The price view of one product: its price, guardrails and last decision.
+fn price_json(product: &Product, record: Option<&PriceRecord>) -> Value {
+    let policy = Policy::parse(&product.policy, product.unit_cost).unwrap_or_default();
+    json!({
+        "sku": product.sku,
+        "currency": product.currency,
+        "price": record.map(|r| r.price).or(product.price),
+        "floor": policy.floor(product.unit_cost),
+        "ceiling": policy.ceiling(),
+        "updated_at": record.map_or(product.updated_at, |r| r.updated_at),
+        "last_decision": record.and_then(|r| r.last_decision.clone()),
+        "pending_action": record.and_then(|r| r.pending_action.clone()),
+    })
 }

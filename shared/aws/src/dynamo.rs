@@ -82,6 +82,15 @@ fn decode_audit(item: &Item) -> Result<AuditRecord, Error> {
     })
 }
 
+/// The partition of the `by-day` index: the activity feed reads today's
+/// records first, then the days before.
+fn audit_day(at: DateTime<Utc>) -> String {
+    at.format("%Y-%m-%d").to_string()
+}
+
+/// How many days back the activity feed looks for records.
+const FEED_DAYS: i64 = 31;
+
 /// The audit sort key: time, then position in its commit, so a query
 /// backwards is newest first even within one commit.
 fn audit_sort_key(at: DateTime<Utc>, position: usize, id: &str) -> String {
@@ -196,6 +205,7 @@ impl DynamoStore {
                 ("sk".to_owned(), s(audit_sort_key(a.at, i, &a.id))),
                 ("id".to_owned(), s(&a.id)),
                 ("kind".to_owned(), s(&a.kind)),
+                ("day".to_owned(), s(audit_day(a.at))),
                 ("doc".to_owned(), s(serde_json::to_string(a)?)),
             ]);
             items.push(put(
@@ -412,6 +422,39 @@ impl Store for DynamoStore {
             )
             .await?;
         Ok(items.iter().map(decode_audit).collect::<Result<_, _>>()?)
+    }
+
+    async fn recent_audit(&self, limit: usize) -> tally_core::Result<Vec<AuditRecord>> {
+        self.audit()?;
+        let limit = limit.clamp(1, 1000);
+        let today = Utc::now();
+        let mut out = Vec::new();
+        for back in 0..FEED_DAYS {
+            let day = audit_day(today - chrono::Duration::days(back));
+            let items = self
+                .query_all(
+                    || {
+                        self.client
+                            .query()
+                            .table_name(&self.audit_table)
+                            .index_name("by-day")
+                            .key_condition_expression("#d = :d")
+                            .expression_attribute_names("#d", "day")
+                            .expression_attribute_values(":d", s(&day))
+                            .scan_index_forward(false)
+                            .limit((limit - out.len()) as i32)
+                    },
+                    Some(limit - out.len()),
+                )
+                .await?;
+            for item in &items {
+                out.push(decode_audit(item)?);
+            }
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
     }
 
     async fn audit_record(&self, id: &str) -> tally_core::Result<Option<AuditRecord>> {

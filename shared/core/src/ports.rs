@@ -83,6 +83,9 @@ pub trait Store: Send + Sync {
     /// An entity's audit records, newest first.
     async fn audit_for(&self, entity: &str, limit: usize) -> Result<Vec<AuditRecord>>;
     async fn audit_record(&self, id: &str) -> Result<Option<AuditRecord>>;
+    /// The newest audit records of every entity, newest first: the
+    /// activity feed of what automation and people changed.
+    async fn recent_audit(&self, limit: usize) -> Result<Vec<AuditRecord>>;
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

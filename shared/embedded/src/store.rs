@@ -186,6 +186,23 @@ impl Store for Embedded {
             .await?)
     }
 
+    async fn recent_audit(&self, limit: usize) -> tally_core::Result<Vec<AuditRecord>> {
+        Ok(self
+            .call(move |conn| {
+                let mut stmt =
+                    conn.prepare_cached("SELECT id, doc FROM audit ORDER BY seq DESC LIMIT ?1")?;
+                let rows = stmt.query_map(params![limit as i64], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+                })?;
+                rows.map(|row| {
+                    let (id, doc) = row?;
+                    decode(&format!("audit:{id}"), &doc)
+                })
+                .collect()
+            })
+            .await?)
+    }
+
     async fn audit_record(&self, id: &str) -> tally_core::Result<Option<AuditRecord>> {
         let id = id.to_owned();
         Ok(self

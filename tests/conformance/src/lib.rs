@@ -575,6 +575,39 @@ pub async fn a_poison_message_ends_in_the_dead_letter_queue(
     queue.delete(dlq, &parked.receipt).await.unwrap();
 }
 
+pub async fn the_activity_feed_is_newest_first_across_entities(store: &dyn Store) {
+    let (a, b) = (
+        format!("price:{}", unique("F")),
+        format!("stock:{}@WH", unique("F")),
+    );
+    for (n, entity) in [&a, &b, &a].into_iter().enumerate() {
+        let tx = Transaction {
+            audit: vec![audit(entity, &unique(&format!("f{n}")), &format!("k{n}"))],
+            ..Default::default()
+        };
+        store.commit(tx).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Other checks may write at the same time: look at ours only.
+    let feed: Vec<(String, String)> = store
+        .recent_audit(1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.entity == a || r.entity == b)
+        .map(|r| (r.entity, r.kind))
+        .collect();
+    assert_eq!(
+        feed,
+        [
+            (a.clone(), "k2".to_owned()),
+            (b.clone(), "k1".to_owned()),
+            (a.clone(), "k0".to_owned())
+        ]
+    );
+    assert_eq!(store.recent_audit(2).await.unwrap().len(), 2);
+}
+
 /// Generates one `#[tokio::test]` per check for a backend.
 ///
 /// `store` is an async block building the backend;
@@ -624,6 +657,7 @@ macro_rules! conformance_tests {
             store_check!(expecting_absent_conflicts_when_present);
             store_check!(a_second_commit_of_one_event_is_refused_whole);
             store_check!(audit_reads_newest_first_and_by_id);
+            store_check!(the_activity_feed_is_newest_first_across_entities);
             store_check!(list_returns_one_kind_ordered_by_key);
             store_check!(deletes_are_version_checked);
             queue_check!(a_message_is_received_then_deleted);

@@ -87,9 +87,11 @@ pub async fn create_tables(sdk: &aws_config::SdkConfig, state: &str, audit: &str
         .attribute_definitions(attr("entity"))
         .attribute_definitions(attr("sk"))
         .attribute_definitions(attr("id"))
+        .attribute_definitions(attr("day"))
         .key_schema(key("entity", KeyType::Hash))
         .key_schema(key("sk", KeyType::Range))
         .global_secondary_indexes(gsi("by-id", "id", None))
+        .global_secondary_indexes(gsi("by-day", "day", Some("sk")))
         .stream_specification(streams)
         .send()
         .await;
