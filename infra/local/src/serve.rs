@@ -36,7 +36,8 @@ async fn serve(addr: SocketAddr, data: PathBuf) -> anyhow::Result<()> {
     let feed: Arc<dyn ChangeFeed> = Arc::new(db.clone());
     let tally = Tally::new(Arc::new(db.clone()), Arc::new(db))
         .with_order_policy(order_policy()?)
-        .with_channels(push_settings()?);
+        .with_channels(push_settings()?)
+        .with_monitor_policy(tally_app::monitor::policy_from_env().map_err(anyhow::Error::msg)?);
     let admin_token = admin_token();
 
     let wake = Arc::new(Notify::new());
@@ -75,7 +76,14 @@ async fn serve(addr: SocketAddr, data: PathBuf) -> anyhow::Result<()> {
         tokio::spawn(tally_app::worker::follow_stock_changes(
             tally.clone(),
             feed.clone(),
+            downstream.clone(),
+            stopped.clone(),
+        )),
+        tokio::spawn(tally_app::worker::follow_audit(
+            tally.clone(),
+            feed.clone(),
             downstream,
+            millis("TALLY_MONITOR_SWEEP_MS", 5_000)?,
             stopped,
         )),
     ];

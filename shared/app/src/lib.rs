@@ -16,6 +16,7 @@
 //! - [`quarantine`]: list, replay and discard what validation refused.
 //! - [`push`]: tell the channels (stock, prices, order commands), and
 //!   their sync status.
+//! - [`monitor`]: anomaly alerts from the audit log.
 //! - [`drift`]: non-authoritative channels' stock figures against the ledger.
 //! - [`worker`]: the loop that drains a queue through a step (local mode).
 //! - [`http`]: the one axum Router for webhooks, events and the admin API.
@@ -27,6 +28,7 @@ pub mod http;
 pub mod ingest;
 pub mod ledger;
 pub mod metrics;
+pub mod monitor;
 pub mod orders;
 pub mod pipeline;
 pub mod pricing;
@@ -93,6 +95,8 @@ pub struct Tally {
     pub orders: OrderPolicy,
     pub metrics: Arc<metrics::Metrics>,
     pub channels: Arc<push::Channels>,
+    /// The anomaly monitor's thresholds.
+    pub monitor: tally_core::monitor::MonitorPolicy,
 }
 
 impl Tally {
@@ -105,7 +109,13 @@ impl Tally {
             orders: OrderPolicy::default(),
             metrics: Arc::default(),
             channels: Arc::default(),
+            monitor: Default::default(),
         }
+    }
+
+    pub fn with_monitor_policy(mut self, policy: tally_core::monitor::MonitorPolicy) -> Self {
+        self.monitor = policy;
+        self
     }
 
     pub fn with_channels(mut self, channels: push::Channels) -> Self {

@@ -62,6 +62,10 @@ const HELP: &[(&str, &str)] = &[
         "Values and commands the channels confirmed, and pushes that failed or were given up on",
     ),
     (
+        "tally_alerts_total",
+        "Anomaly alerts raised by the monitor, by kind",
+    ),
+    (
         "tally_actions_total",
         "Order and price actions by kind and what became of them",
     ),

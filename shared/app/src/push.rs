@@ -622,22 +622,8 @@ impl Tally {
 
     /// Stores an alert once (its id says what caused it).
     pub async fn raise_alert(&self, alert: Alert) -> Result<(), AppError> {
-        let cause = Cause::system(format!("alert:{}", alert.id), alert.raised_at);
-        let tx = Transaction {
-            audit: vec![cause.record(
-                0,
-                alert.subject.clone(),
-                "alert.raised",
-                Value::Null,
-                json!({"alert": alert.id, "kind": alert.kind, "message": alert.message}),
-                Value::Null,
-            )],
-            puts: vec![Put {
-                entity: Entity::Alert(alert),
-                expect: Expect::Absent,
-            }],
-            ..Transaction::default()
-        };
+        let mut tx = Transaction::default();
+        add_alert(&mut tx, alert);
         match self.store.commit(tx).await {
             // Already raised by an earlier attempt.
             Ok(()) | Err(tally_core::Error::Conflict(_)) => Ok(()),
@@ -739,6 +725,23 @@ impl Tally {
             .await?;
         Ok(json!({"channel": channel, "resync": "queued"}))
     }
+}
+
+/// Adds an alert and its `alert.raised` audit record to a commit.
+pub fn add_alert(tx: &mut Transaction, alert: Alert) {
+    let cause = Cause::system(format!("alert:{}", alert.id), alert.raised_at);
+    tx.audit.push(cause.record(
+        tx.audit.len(),
+        alert.subject.clone(),
+        "alert.raised",
+        Value::Null,
+        json!({"alert": alert.id, "kind": alert.kind, "message": alert.message}),
+        alert.details.clone(),
+    ));
+    tx.puts.push(Put {
+        entity: Entity::Alert(alert),
+        expect: Expect::Absent,
+    });
 }
 
 struct SkuState {

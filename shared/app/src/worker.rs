@@ -265,3 +265,57 @@ pub async fn follow_stock_changes(
     }
     tracing::info!("change feed follower stopped");
 }
+
+/// The change feed consumer that watches for anomalies.
+pub const MONITOR_CONSUMER: &str = "monitor";
+
+/// Follows the audit log into the anomaly monitor, and sweeps for what has
+/// not happened (silent sources, lasting drift) every `sweep_every`.
+pub async fn follow_audit(
+    tally: Tally,
+    feed: Arc<dyn ChangeFeed>,
+    wake: Arc<Notify>,
+    sweep_every: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    tracing::info!("monitor started");
+    let mut at = feed.cursor(MONITOR_CONSUMER).await.unwrap_or(0);
+    let mut swept = tokio::time::Instant::now();
+    while !*shutdown.borrow() {
+        if swept.elapsed() >= sweep_every {
+            if let Err(e) = tally.monitor_sweep().await {
+                tracing::warn!(error = %e, "monitor sweep failed");
+            }
+            swept = tokio::time::Instant::now();
+        }
+        let records = match feed.audit_after(at, 500).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the audit log failed");
+                vec![]
+            }
+        };
+        let Some((last, _)) = records.last() else {
+            tokio::select! {
+                _ = wake.notified() => {}
+                _ = tokio::time::sleep(IDLE_POLL.max(sweep_every.min(Duration::from_secs(1)))) => {}
+                _ = shutdown.changed() => {}
+            }
+            continue;
+        };
+        let last = *last;
+        match tally.monitor_records(&records, None).await {
+            Ok(_) => {
+                at = last;
+                if let Err(e) = feed.save_cursor(MONITOR_CONSUMER, at).await {
+                    tracing::warn!(error = %e, "could not save the monitor's position");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "monitor failed; retrying");
+                tokio::time::sleep(IDLE_POLL).await;
+            }
+        }
+    }
+    tracing::info!("monitor stopped");
+}

@@ -9,6 +9,7 @@ use crate::action::Action;
 use crate::catalog::{Location, Product, Source};
 use crate::drift::ChannelView;
 use crate::ledger::{OrderRecord, StockRecord};
+use crate::monitor::MonitorState;
 use crate::pricing::PriceRecord;
 use crate::push::{Alert, ChannelSync, PushedRecord};
 use crate::quarantine::QuarantineEntry;
@@ -29,10 +30,11 @@ pub enum Kind {
     ChannelSync,
     Pushed,
     Alert,
+    Monitor,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 12] = [
+    pub const ALL: [Kind; 13] = [
         Kind::Stock,
         Kind::Order,
         Kind::Product,
@@ -45,6 +47,7 @@ impl Kind {
         Kind::ChannelSync,
         Kind::Pushed,
         Kind::Alert,
+        Kind::Monitor,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -60,6 +63,7 @@ impl Kind {
             Kind::ChannelSync => "channel_sync",
             Kind::Pushed => "pushed",
             Kind::Alert => "alert",
+            Kind::Monitor => "monitor",
         }
     }
     pub fn parse(raw: &str) -> Option<Kind> {
@@ -108,6 +112,10 @@ impl Key {
     pub fn alert(id: &str) -> Key {
         Key::of(Kind::Alert, id)
     }
+    /// The anomaly monitor's memory: one record.
+    pub fn monitor() -> Key {
+        Key::of(Kind::Monitor, "state")
+    }
     /// Neither part may contain `/`, so the pair is unambiguous.
     pub fn channel_view(channel: &Channel, sku: &Sku) -> Key {
         Key::of(Kind::ChannelView, &format!("{channel}/{sku}"))
@@ -150,6 +158,7 @@ pub enum Entity {
     ChannelSync(ChannelSync),
     Pushed(PushedRecord),
     Alert(Alert),
+    Monitor(MonitorState),
 }
 
 impl Entity {
@@ -167,6 +176,7 @@ impl Entity {
             Entity::ChannelSync(c) => Key::channel_sync(&c.channel),
             Entity::Pushed(p) => Key::pushed(&p.channel, &p.sku),
             Entity::Alert(a) => Key::alert(&a.id),
+            Entity::Monitor(_) => Key::monitor(),
         }
     }
     pub fn kind(&self) -> Kind {
@@ -183,6 +193,7 @@ impl Entity {
             Entity::ChannelSync(_) => Kind::ChannelSync,
             Entity::Pushed(_) => Kind::Pushed,
             Entity::Alert(_) => Kind::Alert,
+            Entity::Monitor(_) => Kind::Monitor,
         }
     }
 }
@@ -222,4 +233,5 @@ entity_accessors! {
     ChannelSync => as_channel_sync, into_channel_sync: ChannelSync;
     Pushed => as_pushed, into_pushed: PushedRecord;
     Alert => as_alert, into_alert: Alert;
+    Monitor => as_monitor, into_monitor: MonitorState;
 }

@@ -29,6 +29,7 @@ pub mod error;
 pub mod event;
 pub mod inbound;
 pub mod ledger;
+pub mod monitor;
 pub mod orders;
 pub mod ports;
 pub mod pricing;

@@ -140,6 +140,10 @@ pub trait ChangeFeed: Send + Sync {
     /// How far `consumer` has read (0 if never).
     async fn cursor(&self, consumer: &str) -> Result<u64>;
     async fn save_cursor(&self, consumer: &str, seq: u64) -> Result<()>;
+    /// Audit records written after `after`, oldest first, with their
+    /// positions (what the monitor follows locally; the audit table's
+    /// stream in AWS).
+    async fn audit_after(&self, after: u64, max: usize) -> Result<Vec<(u64, AuditRecord)>>;
 }
 
 pub trait Clock: Send + Sync {

@@ -258,6 +258,32 @@ impl ChangeFeed for Embedded {
             .await?)
     }
 
+    async fn audit_after(
+        &self,
+        after: u64,
+        max: usize,
+    ) -> tally_core::Result<Vec<(u64, AuditRecord)>> {
+        Ok(self
+            .call(move |conn| {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT seq, id, doc FROM audit WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+                )?;
+                let rows = stmt.query_map(params![after as i64, max as i64], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                    ))
+                })?;
+                rows.map(|row| {
+                    let (seq, id, doc) = row?;
+                    Ok((seq as u64, decode(&format!("audit:{id}"), &doc)?))
+                })
+                .collect()
+            })
+            .await?)
+    }
+
     async fn cursor(&self, consumer: &str) -> tally_core::Result<u64> {
         let consumer = consumer.to_owned();
         Ok(self
