@@ -419,8 +419,10 @@ mod tests {
 
     #[test]
     fn a_source_silent_for_much_longer_than_usual_is_raised_once() {
-        let mut p = MonitorPolicy::default();
-        p.silence_min = Duration::minutes(10);
+        let p = MonitorPolicy {
+            silence_min: Duration::minutes(10),
+            ..Default::default()
+        };
         let mut s = MonitorState::default();
         for i in 0..10 {
             observe(&mut s, &count(i * 60, 5, 5), &sources(), &p);
