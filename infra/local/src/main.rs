@@ -1,11 +1,13 @@
 //! `tally`: every step of Tally in one process on an embedded SQLite file.
 //!
 //! - `tally serve [--addr 127.0.0.1:3000] [--data ./tally-data]`
+//! - `tally demo [--serve] [--addr]`: a multi-channel day through the real stack.
 //! - `tally sign --secret S [FILE]`: the `X-Tally-Signature` for a body.
 //! - `tally backtest --events FILE --policy FILE [--sku SKU]... [--json]`
 //! - `tally replay FILE [--url] [--source] [--secret]`
 
 mod backtest;
+mod demo;
 mod replay;
 mod serve;
 
@@ -34,6 +36,16 @@ enum Command {
         /// Folder for the database file; created if missing.
         #[arg(long, default_value = "./tally-data")]
         data: PathBuf,
+    },
+    /// A realistic multi-channel day replayed through the real stack on a
+    /// temporary database, with a summary of what each workflow decided.
+    Demo {
+        /// Keep serving the demo's data (and the console) afterwards.
+        #[arg(long)]
+        serve: bool,
+        /// Where to listen; default 127.0.0.1:3000 with --serve, else any free port.
+        #[arg(long)]
+        addr: Option<String>,
     },
     /// Replay historical events through the real pricing code on a scratch
     /// database and report, per SKU, what pricing would have done.
@@ -79,6 +91,14 @@ fn main() -> anyhow::Result<()> {
         .init();
     match Cli::parse().command {
         Command::Serve { addr, data } => serve::run(addr, data),
+        Command::Demo { serve, addr } => {
+            let default = if serve {
+                "127.0.0.1:3000"
+            } else {
+                "127.0.0.1:0"
+            };
+            demo::run(serve, addr.unwrap_or_else(|| default.to_owned()))
+        }
         Command::Backtest {
             events,
             policy,
