@@ -1,15 +1,27 @@
-//! monitor: metrics from the audit stream (tally_aws::handlers::monitor).
+//! monitor: metrics and anomaly alerts from the audit stream, and a
+//! scheduled sweep (tally_aws::handlers::monitor).
 
-use aws_lambda_events::dynamodb::Event;
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
-use tally_aws::handlers;
+use serde_json::Value;
+use tally_aws::handlers::monitor::AlertTopic;
+use tally_aws::{Config, Table, handlers};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     handlers::init_tracing();
-    run(service_fn(|e: LambdaEvent<Event>| async move {
-        handlers::monitor::handle(e.payload).await;
-        Ok::<_, Error>(())
+    let config = Config::from_env(&[Table::State, Table::Audit], &[])?;
+    let policy = tally_app::monitor::policy_from_env()?;
+    let tally = &tally_aws::tally(&config).await.with_monitor_policy(policy);
+    let topic = match std::env::var("ALERT_TOPIC_ARN") {
+        Ok(arn) if !arn.is_empty() => Some(AlertTopic {
+            client: aws_sdk_sns::Client::new(&aws_config::load_from_env().await),
+            arn,
+        }),
+        _ => None,
+    };
+    let topic = topic.as_ref();
+    run(service_fn(move |e: LambdaEvent<Value>| {
+        handlers::monitor::handle(tally, topic, e.payload)
     }))
     .await
 }

@@ -139,6 +139,9 @@ fn variables_read_by(main_rs: &str) -> BTreeSet<String> {
             vars.insert(var.to_owned());
         }
     }
+    if main_rs.contains("\"ALERT_TOPIC_ARN\"") {
+        vars.insert("ALERT_TOPIC_ARN".to_owned());
+    }
     vars
 }
 
@@ -186,6 +189,10 @@ fn each_function_is_given_exactly_the_tables_and_queues_it_reads_and_granted_exa
                     match k.as_str().unwrap() {
                         "DynamoDBCrudPolicy" | "DynamoDBReadPolicy" => {
                             granted.insert(tag(&v["TableName"], "!Ref").unwrap().to_owned());
+                        }
+                        "SNSPublishMessagePolicy" => {
+                            let t = tag(&v["TopicName"], "!GetAtt").unwrap();
+                            granted.insert(t.trim_end_matches(".TopicName").to_owned());
                         }
                         "SQSSendMessagePolicy" => {
                             let q = tag(&v["QueueName"], "!GetAtt").unwrap();
