@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The one test command (README): formatting, lints, and every suite, the AWS
 # ones included. It installs and starts what the suites need (DynamoDB Local,
-# moto, cfn-lint, cargo-lambda, schemathesis, under .emulators/) and stops it again.
+# moto, cfn-lint, cargo-lambda, schemathesis, under .emulators/; Chromium from
+# Debian and playwright-core from npm for the console test) and stops it again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,6 +33,9 @@ step "cargo test: unit, property, conformance (SQLite and DynamoDB/SQS), end-to-
 # The AWS suites are #[ignore = "needs DynamoDB Local and moto"] so a plain
 # `cargo test` says so; here the emulators are up, so they run.
 cargo test --workspace -- --include-ignored
+
+step "ops console in headless Chromium (Debian chromium + playwright-core)"
+CONSOLE_SCREENSHOT="${TMPDIR:-/tmp}/tally-console.png" infra/browser-test.sh
 
 step "schemathesis: docs/openapi.yaml against tally serve, no 5xx"
 infra/api-fuzz.sh
