@@ -6,6 +6,8 @@
 //! Each check makes its own keys and queue contents, so one backend
 //! instance can run them all, in any order, side by side.
 
+pub mod soak;
+
 use std::sync::Arc;
 use std::time::Duration;
 
