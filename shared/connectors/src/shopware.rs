@@ -58,8 +58,9 @@ pub fn verify(
         .ok()
         .and_then(|v| v.get("timestamp").and_then(Value::as_i64));
     if let Some(ts) = ts {
-        let skew = now.timestamp() - ts;
-        if skew.abs() > TOLERANCE_S {
+        // Saturating: a timestamp at the edge of i64 is refused, not a panic.
+        let skew = now.timestamp().saturating_sub(ts);
+        if skew.unsigned_abs() > TOLERANCE_S.unsigned_abs() {
             return Err(Error::StaleSignature(skew));
         }
     }
@@ -237,6 +238,19 @@ mod tests {
         assert!(matches!(
             verify("app-secret-0123456789", &h, PLACED.as_bytes(), at(ts + 301)),
             Err(Error::StaleSignature(301))
+        ));
+    }
+
+    #[test]
+    fn a_signed_timestamp_at_the_edge_of_i64_is_stale_not_a_panic() {
+        let body = format!(r#"{{"timestamp": {}}}"#, i64::MIN);
+        let h = headers(&[(
+            SIGNATURE_HEADER,
+            &sign("app-secret-0123456789", body.as_bytes()),
+        )]);
+        assert!(matches!(
+            verify("app-secret-0123456789", &h, body.as_bytes(), at(0)),
+            Err(Error::StaleSignature(_))
         ));
     }
 
