@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The one test command (README): formatting, lints, and every suite, the AWS
 # ones included. It installs and starts what the suites need (DynamoDB Local,
-# moto, cfn-lint, cargo-lambda, schemathesis, under .emulators/; Chromium from
-# Debian and playwright-core from npm for the console test) and stops it again.
+# moto, cfn-lint, cargo-lambda, schemathesis, cargo-fuzz, under .emulators/;
+# Chromium from Debian and playwright-core from npm for the console test) and
+# stops it again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -39,6 +40,9 @@ CONSOLE_SCREENSHOT="${TMPDIR:-/tmp}/tally-console.png" infra/browser-test.sh
 
 step "schemathesis: docs/openapi.yaml against tally serve, no 5xx"
 infra/api-fuzz.sh
+
+step "fuzz: 10 s of each cargo-fuzz target (the long run: infra/fuzz.sh 60)"
+infra/fuzz.sh 10
 
 step "cargo lambda: release build and invoke under cargo lambda watch"
 infra/lambda-smoke.sh

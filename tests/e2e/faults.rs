@@ -25,7 +25,7 @@ const FIRST_COUNT: u64 = 1_000_000;
 /// Event `n`: every third one an order reserving one unit, the others a
 /// receipt of one unit. Each has its own id, so each must count once.
 fn event(n: usize) -> Value {
-    if n % 3 == 0 {
+    if n.is_multiple_of(3) {
         json!({"id": format!("order-{n}"), "type": "order.placed", "occurred_at": "2026-12-03T10:05:00Z",
                "data": {"order_id": format!("K{n}"), "channel": "erp", "currency": "EUR",
                         "lines": [{"sku": "TSHIRT-M", "qty": 1, "unit_price": "19.99"}]}})
@@ -37,12 +37,13 @@ fn event(n: usize) -> Value {
 
 /// (orders, receipts) among events `0..n` or among those `pick` selects.
 fn split(n: usize, pick: impl Fn(usize) -> bool) -> (u64, u64) {
-    (0..n).filter(|&i| pick(i)).fold(
-        (0, 0),
-        |(o, r), i| {
-            if i % 3 == 0 { (o + 1, r) } else { (o, r + 1) }
-        },
-    )
+    (0..n).filter(|&i| pick(i)).fold((0, 0), |(o, r), i| {
+        if i.is_multiple_of(3) {
+            (o + 1, r)
+        } else {
+            (o, r + 1)
+        }
+    })
 }
 
 fn random_below(n: u64) -> u64 {

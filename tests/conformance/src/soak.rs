@@ -48,12 +48,13 @@ pub struct SoakPlan {
 }
 
 impl SoakPlan {
-    /// `TALLY_SOAK_OPS` and `TALLY_SOAK_SEED` override the defaults.
+    /// `TALLY_SOAK_OPS`, `TALLY_SOAK_WORKERS` and `TALLY_SOAK_SEED`
+    /// override the defaults.
     pub fn from_env(default_operations: u64, workers: usize) -> Self {
-        let var = |name: &str| std::env::var(name).ok().and_then(|v| v.parse().ok());
+        let var = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
         Self {
             operations: var("TALLY_SOAK_OPS").unwrap_or(default_operations),
-            workers,
+            workers: var("TALLY_SOAK_WORKERS").map_or(workers, |w| w as usize),
             seed: var("TALLY_SOAK_SEED").unwrap_or(0x7a11_5eed),
         }
     }
