@@ -18,6 +18,21 @@ fn decode<T: serde::de::DeserializeOwned>(key: &str, doc: &str) -> Result<T, Err
     })
 }
 
+/// Audit records from a statement selecting `id, doc`, in its order.
+fn audit_rows(
+    stmt: &mut rusqlite::CachedStatement<'_>,
+    params: impl rusqlite::Params,
+) -> Result<Vec<AuditRecord>, Error> {
+    let rows = stmt.query_map(params, |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+    })?;
+    rows.map(|row| {
+        let (id, doc) = row?;
+        decode(&format!("audit:{id}"), &doc)
+    })
+    .collect()
+}
+
 fn current(tx: &SqlTx<'_>, key: &str) -> Result<Option<(u64, String)>, Error> {
     Ok(tx
         .prepare_cached("SELECT version, doc FROM entities WHERE key = ?1")?
@@ -174,14 +189,7 @@ impl Store for Embedded {
                 let mut stmt = conn.prepare_cached(
                     "SELECT id, doc FROM audit WHERE entity = ?1 ORDER BY seq DESC LIMIT ?2",
                 )?;
-                let rows = stmt.query_map(params![entity, limit as i64], |r| {
-                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-                })?;
-                rows.map(|row| {
-                    let (id, doc) = row?;
-                    decode(&format!("audit:{id}"), &doc)
-                })
-                .collect()
+                audit_rows(&mut stmt, params![entity, limit as i64])
             })
             .await?)
     }
@@ -191,14 +199,7 @@ impl Store for Embedded {
             .call(move |conn| {
                 let mut stmt =
                     conn.prepare_cached("SELECT id, doc FROM audit ORDER BY seq DESC LIMIT ?1")?;
-                let rows = stmt.query_map(params![limit as i64], |r| {
-                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-                })?;
-                rows.map(|row| {
-                    let (id, doc) = row?;
-                    decode(&format!("audit:{id}"), &doc)
-                })
-                .collect()
+                audit_rows(&mut stmt, params![limit as i64])
             })
             .await?)
     }
