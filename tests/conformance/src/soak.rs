@@ -68,7 +68,6 @@ pub struct SoakReport {
     pub orders: u64,
     pub orders_reserved_at_end: u64,
     pub orders_short: u64,
-    pub hot_units_reserved_at_end: u64,
     pub elapsed: Duration,
 }
 
@@ -475,7 +474,6 @@ async fn check_state(
                     at.reserved,
                     at.on_hand
                 );
-                report.hot_units_reserved_at_end += u64::from(at.reserved);
             }
         }
     }
