@@ -5,8 +5,10 @@
 //! - `tally sign --secret S [FILE]`: the `X-Tally-Signature` for a body.
 //! - `tally backtest --events FILE --policy FILE [--sku SKU]... [--json]`
 //! - `tally replay FILE [--url] [--source] [--secret]`
+//! - `tally bench [--events] [--rate] [--seconds] [--hot-orders] [--json]`: the load script.
 
 mod backtest;
+mod bench;
 mod demo;
 mod replay;
 mod serve;
@@ -74,6 +76,10 @@ enum Command {
         #[arg(long, env = "TALLY_SECRET", hide_env_values = true)]
         secret: String,
     },
+    /// The load script: start `tally serve` on a fresh folder, drive it
+    /// with signed events and report durable events/s, lag, hot-SKU
+    /// oversells and peak memory.
+    Bench(bench::Args),
     /// Print the X-Tally-Signature header value for a body (stdin if no FILE).
     Sign {
         #[arg(long, env = "TALLY_SECRET", hide_env_values = true)]
@@ -111,6 +117,7 @@ fn main() -> anyhow::Result<()> {
             source,
             secret,
         } => replay::run(file, url, source, secret),
+        Command::Bench(args) => bench::run(args),
         Command::Sign { secret, file } => {
             let body = match file {
                 Some(f) => std::fs::read(f)?,

@@ -1,6 +1,6 @@
 //! `Queue` on SQLite, with the semantics of SQS that Tally relies on:
 //! visibility timeouts, FIFO groups (one group's messages in order, none
-//! while an earlier one is in flight), deduplication ids for five minutes,
+//! while another of the group is in flight), deduplication ids for five minutes,
 //! and redrive to `<queue>-dlq` after `max_receives` receives.
 
 use std::time::Duration;
@@ -49,7 +49,7 @@ impl Embedded {
     /// that died, and waiting out its visibility timeout would stall each
     /// FIFO group it held.
     pub async fn recover_in_flight(&self) -> Result<usize, Error> {
-        self.call(|conn| {
+        self.write(|conn| {
             let n = conn.execute(
                 "UPDATE messages SET visible_at = ?1, receipt = NULL WHERE visible_at > ?1 AND receipt IS NOT NULL",
                 [now_ms()],
@@ -65,12 +65,10 @@ impl Queue for Embedded {
     async fn send(&self, queue: &str, messages: Vec<Message>) -> tally_core::Result<()> {
         let queue = queue.to_owned();
         Ok(self
-            .call(move |conn| {
-                let t = conn.transaction()?;
+            .write(move |conn| {
                 for m in &messages {
-                    insert_message(&t, &queue, m)?;
+                    insert_message(conn, &queue, m)?;
                 }
-                t.commit()?;
                 Ok(())
             })
             .await?)
@@ -85,8 +83,7 @@ impl Queue for Embedded {
         let queue = queue.to_owned();
         let max_receives = self.max_receives;
         Ok(self
-            .call(move |conn| {
-                let t = conn.transaction()?;
+            .write(move |t| {
                 let now = now_ms();
                 // Redrive: a message received max_receives times and still
                 // not deleted is poison; park it in the DLQ.
@@ -97,11 +94,11 @@ impl Queue for Embedded {
                 .execute(params![queues::dead_letter(&queue), queue, now, max_receives])?;
                 let picked: Vec<(i64, String, Option<String>, u32)> = {
                     let mut stmt = t.prepare_cached(
-                        "SELECT id, body, grp, receive_count FROM messages m
+                        "SELECT id, body, grp, receive_count FROM messages INDEXED BY messages_in_order
                          WHERE queue = ?1 AND visible_at <= ?2
-                           AND (grp IS NULL OR NOT EXISTS (
-                                SELECT 1 FROM messages o
-                                WHERE o.queue = m.queue AND o.grp = m.grp AND o.id < m.id AND o.visible_at > ?2))
+                           AND (grp IS NULL OR grp NOT IN (
+                                SELECT grp FROM messages
+                                WHERE queue = ?1 AND visible_at > ?2 AND grp IS NOT NULL))
                          ORDER BY id LIMIT ?3",
                     )?;
                     stmt.query_map(params![queue, now, max as i64], |r| {
@@ -125,7 +122,6 @@ impl Queue for Embedded {
                         receive_count: count + 1,
                     });
                 }
-                t.commit()?;
                 Ok(out)
             })
             .await?)
@@ -134,7 +130,7 @@ impl Queue for Embedded {
     async fn delete(&self, queue: &str, receipt: &str) -> tally_core::Result<()> {
         let (queue, receipt) = (queue.to_owned(), receipt.to_owned());
         Ok(self
-            .call(move |conn| {
+            .write(move |conn| {
                 conn.prepare_cached("DELETE FROM messages WHERE queue = ?1 AND receipt = ?2")?
                     .execute(params![queue, receipt])?;
                 Ok(())
@@ -150,7 +146,7 @@ impl Queue for Embedded {
     ) -> tally_core::Result<()> {
         let (queue, receipt) = (queue.to_owned(), receipt.to_owned());
         Ok(self
-            .call(move |conn| {
+            .write(move |conn| {
                 conn.prepare_cached(
                     "UPDATE messages SET visible_at = ?1 WHERE queue = ?2 AND receipt = ?3",
                 )?
@@ -167,7 +163,7 @@ impl Queue for Embedded {
     async fn depth(&self, queue: &str) -> tally_core::Result<u64> {
         let queue = queue.to_owned();
         Ok(self
-            .call(move |conn| {
+            .read(move |conn| {
                 let n: i64 = conn
                     .prepare_cached("SELECT COUNT(*) FROM messages WHERE queue = ?1")?
                     .query_row([queue], |r| r.get(0))?;

@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use rusqlite::{OptionalExtension, Transaction as SqlTx, TransactionBehavior, params};
+use rusqlite::{OptionalExtension, params};
 use tally_core::audit::AuditRecord;
 use tally_core::entity::{Entity, Key, Kind, Versioned};
 use tally_core::ports::{Change, ChangeFeed, Expect, Store, Transaction};
@@ -33,7 +33,7 @@ fn audit_rows(
     .collect()
 }
 
-fn current(tx: &SqlTx<'_>, key: &str) -> Result<Option<(u64, String)>, Error> {
+fn current(tx: &rusqlite::Connection, key: &str) -> Result<Option<(u64, String)>, Error> {
     Ok(tx
         .prepare_cached("SELECT version, doc FROM entities WHERE key = ?1")?
         .query_row([key], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)))
@@ -53,10 +53,8 @@ fn check(key: &str, expect: Expect, found: Option<u64>) -> Result<(), Error> {
     }
 }
 
-fn commit(conn: &mut rusqlite::Connection, tx: Transaction) -> Result<(), Error> {
-    // IMMEDIATE takes the write lock up front, so two processes on one file
-    // fail fast on busy instead of deadlocking on upgrade.
-    let t = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+/// Runs inside the writer's savepoint: an error anywhere undoes all of it.
+fn commit(t: &rusqlite::Connection, tx: Transaction) -> Result<(), Error> {
     let now = Utc::now().to_rfc3339();
     if let Some(key) = &tx.applied {
         let inserted = t
@@ -68,7 +66,7 @@ fn commit(conn: &mut rusqlite::Connection, tx: Transaction) -> Result<(), Error>
     }
     for put in &tx.puts {
         let key = put.entity.key();
-        let found = current(&t, key.as_str())?;
+        let found = current(t, key.as_str())?;
         check(key.as_str(), put.expect, found.as_ref().map(|(v, _)| *v))?;
         let version = found.as_ref().map_or(1, |(v, _)| v + 1);
         let doc = serde_json::to_string(&put.entity)?;
@@ -86,7 +84,7 @@ fn commit(conn: &mut rusqlite::Connection, tx: Transaction) -> Result<(), Error>
             .execute(params![key.as_str(), found.map(|(_, d)| d), doc, now])?;
     }
     for del in &tx.deletes {
-        let found = current(&t, del.key.as_str())?;
+        let found = current(t, del.key.as_str())?;
         check(
             del.key.as_str(),
             Expect::Version(del.version),
@@ -108,9 +106,8 @@ fn commit(conn: &mut rusqlite::Connection, tx: Transaction) -> Result<(), Error>
         }
     }
     for m in &tx.outbox {
-        insert_message(&t, &m.queue, &m.message)?;
+        insert_message(t, &m.queue, &m.message)?;
     }
-    t.commit()?;
     Ok(())
 }
 
@@ -119,7 +116,7 @@ impl Store for Embedded {
     async fn get(&self, keys: &[Key]) -> tally_core::Result<Vec<Option<Versioned<Entity>>>> {
         let keys = keys.to_vec();
         Ok(self
-            .call(move |conn| {
+            .read(move |conn| {
                 let mut stmt =
                     conn.prepare_cached("SELECT version, doc FROM entities WHERE key = ?1")?;
                 keys.iter()
@@ -144,7 +141,7 @@ impl Store for Embedded {
 
     async fn list(&self, kind: Kind) -> tally_core::Result<Vec<Versioned<Entity>>> {
         Ok(self
-            .call(move |conn| {
+            .read(move |conn| {
                 let mut stmt = conn.prepare_cached(
                     "SELECT key, version, doc FROM entities WHERE kind = ?1 ORDER BY key",
                 )?;
@@ -168,13 +165,13 @@ impl Store for Embedded {
     }
 
     async fn commit(&self, tx: Transaction) -> tally_core::Result<()> {
-        Ok(self.call(move |conn| commit(conn, tx)).await?)
+        Ok(self.write(move |conn| commit(conn, tx)).await?)
     }
 
     async fn was_applied(&self, key: &str) -> tally_core::Result<bool> {
         let key = key.to_owned();
         Ok(self
-            .call(move |conn| {
+            .read(move |conn| {
                 Ok(conn
                     .prepare_cached("SELECT 1 FROM applied WHERE key = ?1")?
                     .exists([key])?)
@@ -185,7 +182,7 @@ impl Store for Embedded {
     async fn audit_for(&self, entity: &str, limit: usize) -> tally_core::Result<Vec<AuditRecord>> {
         let entity = entity.to_owned();
         Ok(self
-            .call(move |conn| {
+            .read(move |conn| {
                 let mut stmt = conn.prepare_cached(
                     "SELECT id, doc FROM audit WHERE entity = ?1 ORDER BY seq DESC LIMIT ?2",
                 )?;
@@ -196,7 +193,7 @@ impl Store for Embedded {
 
     async fn recent_audit(&self, limit: usize) -> tally_core::Result<Vec<AuditRecord>> {
         Ok(self
-            .call(move |conn| {
+            .read(move |conn| {
                 let mut stmt =
                     conn.prepare_cached("SELECT id, doc FROM audit ORDER BY seq DESC LIMIT ?1")?;
                 audit_rows(&mut stmt, params![limit as i64])
@@ -207,7 +204,7 @@ impl Store for Embedded {
     async fn audit_record(&self, id: &str) -> tally_core::Result<Option<AuditRecord>> {
         let id = id.to_owned();
         Ok(self
-            .call(move |conn| {
+            .read(move |conn| {
                 let doc: Option<String> = conn
                     .prepare_cached("SELECT doc FROM audit WHERE id = ?1")?
                     .query_row([&id], |r| r.get(0))
@@ -222,7 +219,7 @@ impl Store for Embedded {
 impl ChangeFeed for Embedded {
     async fn changes_after(&self, after: u64, max: usize) -> tally_core::Result<Vec<Change>> {
         Ok(self
-            .call(move |conn| {
+            .read(move |conn| {
                 let mut stmt = conn.prepare_cached(
                     "SELECT seq, key, old, new, at FROM changes WHERE seq > ?1 ORDER BY seq LIMIT ?2",
                 )?;
@@ -265,7 +262,7 @@ impl ChangeFeed for Embedded {
         max: usize,
     ) -> tally_core::Result<Vec<(u64, AuditRecord)>> {
         Ok(self
-            .call(move |conn| {
+            .read(move |conn| {
                 let mut stmt = conn.prepare_cached(
                     "SELECT seq, id, doc FROM audit WHERE seq > ?1 ORDER BY seq LIMIT ?2",
                 )?;
@@ -288,7 +285,7 @@ impl ChangeFeed for Embedded {
     async fn cursor(&self, consumer: &str) -> tally_core::Result<u64> {
         let consumer = consumer.to_owned();
         Ok(self
-            .call(move |conn| {
+            .read(move |conn| {
                 let seq: Option<i64> = conn
                     .prepare_cached("SELECT seq FROM cursors WHERE consumer = ?1")?
                     .query_row([consumer], |r| r.get(0))
@@ -301,7 +298,7 @@ impl ChangeFeed for Embedded {
     async fn save_cursor(&self, consumer: &str, seq: u64) -> tally_core::Result<()> {
         let consumer = consumer.to_owned();
         Ok(self
-            .call(move |conn| {
+            .write(move |conn| {
                 conn.prepare_cached(
                     "INSERT INTO cursors (consumer, seq) VALUES (?1, ?2)
                      ON CONFLICT (consumer) DO UPDATE SET seq = excluded.seq",
