@@ -70,7 +70,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 async fn bench(args: Args) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let data = dir.path().join("data");
-    let server = Server::start(&data)?;
+    let server = Server::start(&data, &[])?;
     let client = Client::new(server.base.clone())?;
     client.configure().await?;
     let feed = Applied::follow(&data.join("tally.db"))?;
@@ -92,6 +92,23 @@ async fn bench(args: Args) -> anyhow::Result<()> {
     );
     report["hot_sku"] = hot_run(&client, &feed, &args).await?;
     report["server_peak_rss_mb"] = json!(server.peak_rss_mb());
+    drop(server);
+
+    // The same hot-SKU run with one commit per order, for comparison.
+    let data = dir.path().join("unbatched");
+    let server = Server::start(&data, &[("TALLY_LEDGER_BATCH", "1")])?;
+    let client = Client::new(server.base.clone())?;
+    client.configure().await?;
+    let feed = Applied::follow(&data.join("tally.db"))?;
+    eprintln!("bench: hot SKU again, one commit per order");
+    report["hot_sku_unbatched"] = hot_run(&client, &feed, &args).await?;
+    let (batched, single) = (
+        report["hot_sku"]["orders_per_s"].as_f64().unwrap_or(0.0),
+        report["hot_sku_unbatched"]["orders_per_s"]
+            .as_f64()
+            .unwrap_or(0.0),
+    );
+    report["hot_sku_batching_speedup"] = json!((batched / single.max(1e-9) * 10.0).round() / 10.0);
 
     if args.json {
         println!("{report}");
@@ -262,6 +279,11 @@ fn print_report(r: &Value) {
         "  hot SKU:  {} orders on {} units  reserved {}  short {}  oversold {}  {} orders/s",
         h["orders"], h["units"], h["reserved"], h["short"], h["oversold"], h["orders_per_s"]
     );
+    let u = &r["hot_sku_unbatched"];
+    println!(
+        "  hot SKU, one commit per order: reserved {}  oversold {}  {} orders/s  (batching: {}x)",
+        u["reserved"], u["oversold"], u["orders_per_s"], r["hot_sku_batching_speedup"]
+    );
     println!("  server peak RSS: {} MB", r["server_peak_rss_mb"]);
 }
 
@@ -272,13 +294,14 @@ struct Server {
 }
 
 impl Server {
-    fn start(data: &Path) -> anyhow::Result<Server> {
+    fn start(data: &Path, env: &[(&str, &str)]) -> anyhow::Result<Server> {
         let log = std::fs::File::create(data.with_extension("log"))?;
         let mut child = Command::new(std::env::current_exe()?)
             .args(["serve", "--addr", "127.0.0.1:0", "--data"])
             .arg(data)
             .env("TALLY_ADMIN_TOKEN", TOKEN)
             .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()

@@ -37,7 +37,8 @@ async fn serve(addr: SocketAddr, data: PathBuf) -> anyhow::Result<()> {
     let tally = Tally::new(Arc::new(db.clone()), Arc::new(db))
         .with_order_policy(order_policy()?)
         .with_channels(push_settings()?)
-        .with_monitor_policy(tally_app::monitor::policy_from_env().map_err(anyhow::Error::msg)?);
+        .with_monitor_policy(tally_app::monitor::policy_from_env().map_err(anyhow::Error::msg)?)
+        .with_ledger_batch(ledger_batch()?);
     let admin_token = admin_token();
 
     let wake = Arc::new(Notify::new());
@@ -159,6 +160,17 @@ fn push_settings() -> anyhow::Result<tally_app::push::Channels> {
         millis("TALLY_PUSH_TIMEOUT_MS", 10_000)?,
         millis("TALLY_PUSH_BACKOFF_MS", 1_000)?,
     ))
+}
+
+/// `TALLY_LEDGER_BATCH`: ledger events committed together at most
+/// (default 16; 1 commits each event alone, for comparison).
+fn ledger_batch() -> anyhow::Result<usize> {
+    match std::env::var("TALLY_LEDGER_BATCH") {
+        Ok(v) => v
+            .parse()
+            .context("TALLY_LEDGER_BATCH must be a whole number of events"),
+        Err(_) => Ok(tally_app::ledger::MAX_BATCH),
+    }
 }
 
 fn millis(var: &str, default: u64) -> anyhow::Result<std::time::Duration> {

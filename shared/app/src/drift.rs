@@ -66,7 +66,7 @@ impl Tally {
                             expect: Expect::from_loaded(view.as_ref()),
                             entity: Entity::ChannelView(v),
                         }],
-                        applied: Some(idem.clone()),
+                        applied: vec![idem.clone()],
                         ..Default::default()
                     }
                 }
@@ -80,7 +80,7 @@ impl Tally {
                         json!({"event_id": event.id, "delta": delta, "reason": reason,
                                "why": format!("source {} is not authoritative for stock", source.name)}),
                     )],
-                    applied: Some(idem.clone()),
+                    applied: vec![idem.clone()],
                     ..Default::default()
                 },
                 _ => return Err(AppError::Internal("not a stock report".into())),

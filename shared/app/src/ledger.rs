@@ -1,9 +1,9 @@
-//! The update-stock step: one ledger event through the persistence
-//! primitive. Read what the event touches, decide (pure, in tally-core),
-//! commit state + audit + idempotency marker + follow-ups together; on a
+//! The update-stock step: ledger events through the persistence primitive.
+//! Read what the events touch, decide each in turn (pure, in tally-core),
+//! commit state + audit + idempotency markers + follow-ups together; on a
 //! version conflict, read again and decide again.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
 use rust_decimal::Decimal;
@@ -22,6 +22,12 @@ use crate::{AppError, Tally};
 /// Conflicts come from concurrent writers on a hot SKU; each retry reads
 /// fresh state, so a handful always suffices unless something is wrong.
 const MAX_ATTEMPTS: u32 = 50;
+/// Events decided together and committed as one transaction at most
+/// (`Tally::with_ledger_batch` lowers it).
+pub const MAX_BATCH: usize = 16;
+/// DynamoDB's limit on items in one transaction; kept on both backends so
+/// a batch behaves the same everywhere.
+const MAX_TRANSACTION_ITEMS: usize = 100;
 
 impl Tally {
     /// Recent units per day of each SKU an event names, where priced.
@@ -45,27 +51,105 @@ impl Tally {
         source: &SourceName,
         event: &Event,
     ) -> Result<Outcome, AppError> {
-        let idem = idempotency_key(source, event);
-        for attempt in 0..MAX_ATTEMPTS {
-            if self.store.was_applied(&idem).await? {
-                self.metrics.inc("tally_events_duplicate_total", &[]);
-                return Ok(Outcome::Duplicate);
+        let mut out = self.apply_batch_to_ledger(&[(source, event)]).await?;
+        Ok(out.pop().unwrap_or(Outcome::Duplicate))
+    }
+
+    /// Applies ledger events in their order with as few commits as it can:
+    /// up to `ledger_batch` events decided one after another on the same
+    /// loaded records and committed together (one version check per
+    /// record, every event's audit and marker). Many reservations on a hot
+    /// SKU become one conditional write instead of a conflict storm. A batch
+    /// whose commit would exceed the store's item limit is split.
+    pub async fn apply_batch_to_ledger(
+        &self,
+        items: &[(&SourceName, &Event)],
+    ) -> Result<Vec<Outcome>, AppError> {
+        let mut outcomes: Vec<Option<Outcome>> = vec![None; items.len()];
+        let size = self.ledger_batch.max(1);
+        let mut todo: VecDeque<(usize, usize)> = (0..items.len())
+            .step_by(size)
+            .map(|lo| (lo, (lo + size).min(items.len())))
+            .collect();
+        while let Some((lo, hi)) = todo.pop_front() {
+            if !self
+                .commit_batch(&items[lo..hi], &mut outcomes[lo..hi])
+                .await?
+            {
+                let mid = lo + (hi - lo) / 2;
+                todo.push_front((mid, hi));
+                todo.push_front((lo, mid));
             }
-            let (tx, short) = self.decide(source, event, &idem).await?;
+        }
+        Ok(outcomes
+            .into_iter()
+            .map(|o| o.unwrap_or(Outcome::Duplicate))
+            .collect())
+    }
+
+    /// Decides and commits `items` as one transaction, retrying from a
+    /// fresh read on conflict; `false` if it is too large for one commit
+    /// (more than one event, over the item limit) and must be split.
+    async fn commit_batch(
+        &self,
+        items: &[(&SourceName, &Event)],
+        outcomes: &mut [Option<Outcome>],
+    ) -> Result<bool, AppError> {
+        let keys: Vec<String> = items
+            .iter()
+            .map(|(source, event)| idempotency_key(source, event))
+            .collect();
+        // The same event twice in one batch: the first one counts.
+        let mut seen = BTreeSet::new();
+        for (i, key) in keys.iter().enumerate() {
+            if !seen.insert(key) && outcomes[i].is_none() {
+                outcomes[i] = Some(Outcome::Duplicate);
+                self.metrics.inc("tally_events_duplicate_total", &[]);
+            }
+        }
+        for attempt in 0..MAX_ATTEMPTS {
+            for (i, key) in keys.iter().enumerate() {
+                if outcomes[i].is_none() && self.store.was_applied(key).await? {
+                    outcomes[i] = Some(Outcome::Duplicate);
+                    self.metrics.inc("tally_events_duplicate_total", &[]);
+                }
+            }
+            let live: Vec<usize> = (0..items.len())
+                .filter(|i| outcomes[*i].is_none())
+                .collect();
+            if live.is_empty() {
+                return Ok(true);
+            }
+            let batch: Vec<(&SourceName, &Event, &str)> = live
+                .iter()
+                .map(|&i| (items[i].0, items[i].1, keys[i].as_str()))
+                .collect();
+            let (tx, short) = self.decide(&batch).await?;
+            if live.len() > 1 && tx.items() > MAX_TRANSACTION_ITEMS {
+                return Ok(false);
+            }
             match self.store.commit(tx).await {
                 Ok(()) => {
-                    self.metrics.inc(
-                        "tally_events_applied_total",
-                        &[("type", event.body.type_name())],
-                    );
-                    if short {
-                        self.metrics.inc("tally_oversells_prevented_total", &[]);
+                    for (n, &i) in live.iter().enumerate() {
+                        let event = items[i].1;
+                        self.metrics.inc(
+                            "tally_events_applied_total",
+                            &[("type", event.body.type_name())],
+                        );
+                        if short[n] {
+                            self.metrics.inc("tally_oversells_prevented_total", &[]);
+                        }
+                        outcomes[i] = Some(Outcome::Applied);
                     }
-                    return Ok(Outcome::Applied);
+                    return Ok(true);
                 }
-                Err(tally_core::Error::AlreadyApplied(_)) => {
+                Err(tally_core::Error::AlreadyApplied(key)) => {
+                    // One of them raced in elsewhere; the rest go again.
+                    match keys.iter().position(|k| *k == key) {
+                        Some(i) => outcomes[i] = Some(Outcome::Duplicate),
+                        None => return Err(AppError::Internal(format!("unexpected marker {key}"))),
+                    }
                     self.metrics.inc("tally_events_duplicate_total", &[]);
-                    return Ok(Outcome::Duplicate);
                 }
                 Err(tally_core::Error::Conflict(key)) => {
                     tracing::debug!(%key, attempt, "conflict, retrying from a fresh read");
@@ -75,94 +159,142 @@ impl Tally {
             }
         }
         Err(AppError::Unavailable(format!(
-            "{idem}: still conflicting after {MAX_ATTEMPTS} attempts"
+            "{}: still conflicting after {MAX_ATTEMPTS} attempts",
+            keys.join(", ")
         )))
     }
 
-    /// Loads what `event` touches and turns the ledger's decision into one
-    /// transaction; also says whether the order came out short (an oversell
-    /// prevented).
+    /// Loads what the events touch, lets the ledger decide each in turn on
+    /// the state the one before left, and turns it all into one
+    /// transaction; also says, per event, whether its order came out short
+    /// (an oversell prevented).
     async fn decide(
         &self,
-        source: &SourceName,
-        event: &Event,
-        idem: &str,
-    ) -> Result<(Transaction, bool), AppError> {
-        let order = match event.body.order_id() {
-            Some(id) => self.store.get(&[Key::order(id)]).await?.pop().flatten(),
-            None => None,
-        };
-        let order_record = order.as_ref().and_then(|v| v.value.as_order().cloned());
-        let skus: Vec<Sku> = ledger::skus_needed(&event.body, order_record.as_ref())
-            .into_iter()
-            .collect();
-        let keys: Vec<Key> = skus.iter().map(Key::stock).collect();
-        let loaded: BTreeMap<Sku, Versioned<Entity>> = skus
-            .into_iter()
-            .zip(self.store.get(&keys).await?)
-            .filter_map(|(sku, v)| v.map(|v| (sku, v)))
-            .collect();
-        let snapshot = Snapshot {
-            stocks: loaded
-                .iter()
-                .filter_map(|(sku, v)| v.value.as_stock().map(|s| (sku.clone(), s.clone())))
-                .collect(),
-            order: order_record,
-        };
-        let cause = Cause::system(idem, self.now());
-        let out = ledger::apply(&snapshot, event, &cause);
-
-        let mut puts: Vec<Put> = out
-            .stocks
-            .into_iter()
-            .map(|s| Put {
-                expect: Expect::from_loaded(loaded.get(&s.sku)),
-                entity: Entity::Stock(s),
-            })
-            .collect();
-        let status = out.order.as_ref().map(|o| o.status);
-        let (reserved_now, short) = (
-            status == Some(OrderStatus::Reserved),
-            matches!(event.body, EventBody::OrderPlaced(_)) && status == Some(OrderStatus::Short),
-        );
-        if let Some(o) = out.order {
-            puts.push(Put {
-                expect: Expect::from_loaded(order.as_ref()),
-                entity: Entity::Order(o),
-            });
-        }
-        let mut follow_ups = out.follow_ups;
-        if let EventBody::OrderPlaced(placed) = &event.body
-            && reserved_now
-        {
-            let signals = risk_signals(placed, &self.daily_sales(&event.body).await?, &self.orders);
-            if !signals.is_empty() {
-                follow_ups.push(Event {
-                    id: format!("{}:flagged", event.id),
-                    occurred_at: event.occurred_at,
-                    body: EventBody::OrderFlagged {
-                        order_id: placed.order_id.clone(),
-                        reasons: signals,
-                    },
-                });
-            }
-        }
-        let outbox = follow_ups
+        batch: &[(&SourceName, &Event, &str)],
+    ) -> Result<(Transaction, Vec<bool>), AppError> {
+        let mut records = Loaded::default();
+        let order_keys: Vec<Key> = batch
             .iter()
-            .map(|f| {
-                Ok(OutboxMessage {
+            .filter_map(|(_, e, _)| e.body.order_id().map(Key::order))
+            .collect();
+        records.load(self, &order_keys).await?;
+        let mut puts_at: BTreeSet<Key> = BTreeSet::new();
+        let mut tx = Transaction::default();
+        let mut shorts = Vec::with_capacity(batch.len());
+        for (source, event, idem) in batch {
+            let order_key = event.body.order_id().map(Key::order);
+            let order = order_key
+                .as_ref()
+                .and_then(|k| records.current(k))
+                .and_then(|e| e.as_order().cloned());
+            let skus = ledger::skus_needed(&event.body, order.as_ref());
+            let stock_keys: Vec<Key> = skus.iter().map(Key::stock).collect();
+            records.load(self, &stock_keys).await?;
+            let snapshot = Snapshot {
+                stocks: stock_keys
+                    .iter()
+                    .filter_map(|k| records.current(k))
+                    .filter_map(|e| e.as_stock().cloned())
+                    .map(|s| (s.sku.clone(), s))
+                    .collect(),
+                order,
+            };
+            let cause = Cause::system(*idem, self.now());
+            let out = ledger::apply(&snapshot, event, &cause);
+            for s in out.stocks {
+                let key = Key::stock(&s.sku);
+                records.set(key.clone(), Entity::Stock(s));
+                puts_at.insert(key);
+            }
+            let status = out.order.as_ref().map(|o| o.status);
+            let reserved_now = status == Some(OrderStatus::Reserved);
+            shorts.push(
+                matches!(event.body, EventBody::OrderPlaced(_))
+                    && status == Some(OrderStatus::Short),
+            );
+            if let (Some(o), Some(key)) = (out.order, order_key) {
+                records.set(key.clone(), Entity::Order(o));
+                puts_at.insert(key);
+            }
+            let mut follow_ups = out.follow_ups;
+            if let EventBody::OrderPlaced(placed) = &event.body
+                && reserved_now
+            {
+                let sales = self.daily_sales(&event.body).await?;
+                let signals = risk_signals(placed, &sales, &self.orders);
+                if !signals.is_empty() {
+                    follow_ups.push(Event {
+                        id: format!("{}:flagged", event.id),
+                        occurred_at: event.occurred_at,
+                        body: EventBody::OrderFlagged {
+                            order_id: placed.order_id.clone(),
+                            reasons: signals,
+                        },
+                    });
+                }
+            }
+            for f in &follow_ups {
+                tx.outbox.push(OutboxMessage {
                     queue: queues::ORDER.to_owned(),
                     message: event_message(source, f)?,
-                })
-            })
-            .collect::<Result<_, AppError>>()?;
-        let tx = Transaction {
-            puts,
-            deletes: vec![],
-            audit: out.audit,
-            applied: Some(idem.to_owned()),
-            outbox,
-        };
-        Ok((tx, short))
+                });
+            }
+            tx.audit.extend(out.audit);
+            tx.applied.push((*idem).to_owned());
+        }
+        // One put per record, of its final state, checked against the
+        // version it was loaded at.
+        tx.puts = puts_at
+            .into_iter()
+            .filter_map(|key| records.put(&key))
+            .collect();
+        Ok((tx, shorts))
+    }
+}
+
+/// The records a batch works on: as loaded (for the version checks) and as
+/// the batch has left them so far.
+#[derive(Default)]
+struct Loaded {
+    loaded: BTreeMap<Key, Option<Versioned<Entity>>>,
+    now: BTreeMap<Key, Entity>,
+}
+
+impl Loaded {
+    /// Reads whichever of `keys` it has not read yet.
+    async fn load(&mut self, tally: &Tally, keys: &[Key]) -> Result<(), AppError> {
+        let mut missing: Vec<Key> = keys
+            .iter()
+            .filter(|k| !self.loaded.contains_key(k))
+            .cloned()
+            .collect();
+        missing.sort();
+        missing.dedup();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let got = tally.store.get(&missing).await?;
+        for (key, v) in missing.into_iter().zip(got) {
+            if let Some(v) = &v {
+                self.now.insert(key.clone(), v.value.clone());
+            }
+            self.loaded.insert(key, v);
+        }
+        Ok(())
+    }
+
+    fn current(&self, key: &Key) -> Option<&Entity> {
+        self.now.get(key)
+    }
+
+    fn set(&mut self, key: Key, value: Entity) {
+        self.now.insert(key, value);
+    }
+
+    fn put(&self, key: &Key) -> Option<Put> {
+        Some(Put {
+            entity: self.now.get(key)?.clone(),
+            expect: Expect::from_loaded(self.loaded.get(key).and_then(Option::as_ref)),
+        })
     }
 }

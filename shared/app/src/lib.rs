@@ -97,6 +97,9 @@ pub struct Tally {
     pub channels: Arc<push::Channels>,
     /// The anomaly monitor's thresholds.
     pub monitor: tally_core::monitor::MonitorPolicy,
+    /// Ledger events decided together and committed as one transaction at
+    /// most (1: one commit per event).
+    pub ledger_batch: usize,
 }
 
 impl Tally {
@@ -110,7 +113,13 @@ impl Tally {
             metrics: Arc::default(),
             channels: Arc::default(),
             monitor: Default::default(),
+            ledger_batch: ledger::MAX_BATCH,
         }
+    }
+
+    pub fn with_ledger_batch(mut self, events: usize) -> Self {
+        self.ledger_batch = events.clamp(1, ledger::MAX_BATCH);
+        self
     }
 
     pub fn with_monitor_policy(mut self, policy: tally_core::monitor::MonitorPolicy) -> Self {

@@ -117,7 +117,7 @@ impl Tally {
                     entity: Entity::Monitor(state),
                     expect: version.map_or(Expect::Absent, Expect::Version),
                 }],
-                applied: marker.clone(),
+                applied: marker.clone().into_iter().collect(),
                 ..Transaction::default()
             };
             for a in &fresh {

@@ -41,7 +41,7 @@ impl Tally {
         let Some(rec) = recommend(event, order.as_ref(), &plain) else {
             // Nothing to do, but remember that it was looked at.
             let tx = Transaction {
-                applied: Some(idem),
+                applied: vec![idem],
                 ..Default::default()
             };
             return match self.store.commit(tx).await {
@@ -63,7 +63,7 @@ impl Tally {
                 json!({"event": event.id, "evidence": action.evidence}),
             )],
             puts: vec![Put { expect: Expect::Absent, entity: Entity::Action(action.clone()) }],
-            applied: Some(idem),
+            applied: vec![idem],
             ..Default::default()
         };
         match self.store.commit(tx).await {

@@ -207,7 +207,7 @@ impl Tally {
                 now,
             );
             let mut tx = Transaction {
-                applied: idem.map(str::to_owned),
+                applied: idem.map(str::to_owned).into_iter().collect(),
                 ..Default::default()
             };
             let already_waiting = match &record.pending_action {

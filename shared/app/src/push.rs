@@ -516,7 +516,7 @@ impl Tally {
                 entity: Entity::ChannelSync(sync),
                 expect: Expect::from_loaded(sync_v.as_ref()),
             }],
-            applied: Some(marker),
+            applied: vec![marker],
             ..Transaction::default()
         };
         match self.store.commit(tx).await {

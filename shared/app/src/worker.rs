@@ -37,12 +37,29 @@ pub async fn run_inbound(
         wake,
         Some(done),
         shutdown,
-        move |body| {
+        move |bodies| {
             let t = t.clone();
             async move {
-                let d: Delivery = serde_json::from_str(&body)
-                    .map_err(|e| AppError::Internal(format!("undecodable delivery: {e}")))?;
-                t.process_delivery(&d).await.map(|_| ())
+                // Undecodable ones fail alone; the rest go as one batch.
+                let decoded: Vec<Result<Delivery, AppError>> = bodies
+                    .iter()
+                    .map(|b| {
+                        serde_json::from_str(b)
+                            .map_err(|e| AppError::Internal(format!("undecodable delivery: {e}")))
+                    })
+                    .collect();
+                let deliveries: Vec<Delivery> = decoded
+                    .iter()
+                    .filter_map(|d| d.as_ref().ok().cloned())
+                    .collect();
+                let mut processed = t.process_deliveries(&deliveries).await.into_iter();
+                decoded
+                    .into_iter()
+                    .map(|d| match d {
+                        Ok(_) => processed.next().unwrap_or(Ok(vec![])).map(|_| ()),
+                        Err(e) => Err(e),
+                    })
+                    .collect()
             }
         },
     )
@@ -53,27 +70,40 @@ pub async fn run_inbound(
 /// work.
 pub async fn run_signals(tally: Tally, wake: Arc<Notify>, shutdown: watch::Receiver<bool>) {
     let t = tally.clone();
-    drain(&tally, queues::SIGNAL, wake, None, shutdown, move |body| {
-        let t = t.clone();
-        async move {
-            let e: SourcedEvent = serde_json::from_str(&body)
-                .map_err(|e| AppError::Internal(format!("undecodable signal: {e}")))?;
-            t.reprice_on_signal(&e.source, &e.event).await.map(|_| ())
-        }
-    })
+    drain(
+        &tally,
+        queues::SIGNAL,
+        wake,
+        None,
+        shutdown,
+        move |bodies| {
+            let t = t.clone();
+            one_by_one(bodies, move |body| {
+                let t = t.clone();
+                async move {
+                    let e: SourcedEvent = serde_json::from_str(&body)
+                        .map_err(|e| AppError::Internal(format!("undecodable signal: {e}")))?;
+                    t.reprice_on_signal(&e.source, &e.event).await.map(|_| ())
+                }
+            })
+        },
+    )
     .await
 }
 
 /// Drains the order queue into the recommend step.
 pub async fn run_orders(tally: Tally, wake: Arc<Notify>, shutdown: watch::Receiver<bool>) {
     let t = tally.clone();
-    drain(&tally, queues::ORDER, wake, None, shutdown, move |body| {
+    drain(&tally, queues::ORDER, wake, None, shutdown, move |bodies| {
         let t = t.clone();
-        async move {
-            let e: SourcedEvent = serde_json::from_str(&body)
-                .map_err(|e| AppError::Internal(format!("undecodable order event: {e}")))?;
-            t.recommend_for(&e.source, &e.event).await.map(|_| ())
-        }
+        one_by_one(bodies, move |body| {
+            let t = t.clone();
+            async move {
+                let e: SourcedEvent = serde_json::from_str(&body)
+                    .map_err(|e| AppError::Internal(format!("undecodable order event: {e}")))?;
+                t.recommend_for(&e.source, &e.event).await.map(|_| ())
+            }
+        })
     })
     .await
 }
@@ -159,6 +189,21 @@ pub async fn sweep_actions(tally: Tally, every: Duration, mut shutdown: watch::R
     }
 }
 
+/// Runs `step` on each body in turn.
+async fn one_by_one<F, Fut>(bodies: Vec<String>, step: F) -> Vec<Result<(), AppError>>
+where
+    F: Fn(String) -> Fut,
+    Fut: Future<Output = Result<(), AppError>>,
+{
+    let mut out = Vec::with_capacity(bodies.len());
+    for body in bodies {
+        out.push(step(body).await);
+    }
+    out
+}
+
+/// Receives batches from `queue` and hands each to `step`, which answers
+/// one result per message; the successes are deleted in one go.
 async fn drain<F, Fut>(
     tally: &Tally,
     queue: &'static str,
@@ -167,8 +212,8 @@ async fn drain<F, Fut>(
     mut shutdown: watch::Receiver<bool>,
     step: F,
 ) where
-    F: Fn(String) -> Fut,
-    Fut: Future<Output = Result<(), AppError>>,
+    F: Fn(Vec<String>) -> Fut,
+    Fut: Future<Output = Vec<Result<(), AppError>>>,
 {
     tracing::info!(queue, "worker started");
     while !*shutdown.borrow() {
@@ -187,20 +232,24 @@ async fn drain<F, Fut>(
             }
             continue;
         }
-        for msg in batch {
-            let settled = match step(msg.body).await {
-                Ok(()) => tally.queue.delete(queue, &msg.receipt).await,
+        let results = step(batch.iter().map(|m| m.body.clone()).collect()).await;
+        let mut done_with = vec![];
+        for (msg, result) in batch.into_iter().zip(results) {
+            match result {
+                Ok(()) => done_with.push(msg.receipt),
                 Err(e) => {
                     // Transient or not, the message stays: a transient error
                     // heals on retry, a permanent one ends in the DLQ.
                     tracing::warn!(queue, error = %e, receives = msg.receive_count, "step failed; will retry");
                     let delay = Duration::from_millis(100 * 2u64.pow(msg.receive_count.min(8)));
-                    tally.queue.retry_after(queue, &msg.receipt, delay).await
+                    if let Err(e) = tally.queue.retry_after(queue, &msg.receipt, delay).await {
+                        tracing::warn!(queue, error = %e, "could not put a message back; it will be redelivered");
+                    }
                 }
-            };
-            if let Err(e) = settled {
-                tracing::warn!(queue, error = %e, "could not settle a message; it will be redelivered");
             }
+        }
+        if let Err(e) = tally.queue.delete_many(queue, &done_with).await {
+            tracing::warn!(queue, error = %e, "could not settle messages; they will be redelivered");
         }
         if let Some(d) = &done {
             d.notify_waiters();

@@ -10,7 +10,7 @@
 //!   querying backwards; GSI `by-id` finds one record. Stream feeds monitor.
 //!
 //! A transaction holds at most 100 items (DynamoDB's limit): puts, deletes,
-//! audit records, the marker and the outbox together.
+//! audit records, the markers and the outbox together.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -158,8 +158,9 @@ impl DynamoStore {
                 .map(|p| TransactWriteItem::builder().put(p).build())
                 .map_err(|e| Error::sdk("dynamodb", e))
         };
-        // The marker goes first: a cancellation on item 0 means "applied".
-        if let Some(marker) = &tx.applied {
+        // The markers go first: a cancellation on item i < markers means
+        // "event i was applied already".
+        for marker in &tx.applied {
             let expires = now.timestamp() + MARKER_TTL.as_secs() as i64;
             let item = HashMap::from([
                 ("pk".to_owned(), s(format!("applied:{marker}"))),
@@ -371,9 +372,9 @@ impl Store for DynamoStore {
                         .iter()
                         .position(|r| r.code() == Some("ConditionalCheckFailed"));
                     Err(match failed {
-                        Some(0) if tx.applied.is_some() => tally_core::Error::AlreadyApplied(
-                            tx.applied.clone().unwrap_or_default(),
-                        ),
+                        Some(i) if i < tx.applied.len() => {
+                            tally_core::Error::AlreadyApplied(tx.applied[i].clone())
+                        }
                         Some(i) => {
                             tally_core::Error::Conflict(keys.get(i).cloned().unwrap_or_default())
                         }

@@ -54,18 +54,29 @@ pub struct Transaction {
     pub puts: Vec<Put>,
     pub deletes: Vec<Delete>,
     pub audit: Vec<AuditRecord>,
-    /// `source:event-id` of the causing event; a second commit with the same
-    /// key fails with `Error::AlreadyApplied` and writes nothing.
-    pub applied: Option<String>,
+    /// `source:event-id` of each causing event (several when one commit
+    /// applies a batch); a commit naming a key already applied fails with
+    /// `Error::AlreadyApplied(key)` and writes nothing.
+    pub applied: Vec<String>,
     pub outbox: Vec<OutboxMessage>,
 }
 
 impl Transaction {
+    /// How many items the store writes: DynamoDB takes at most 100 in one
+    /// transaction.
+    pub fn items(&self) -> usize {
+        self.puts.len()
+            + self.deletes.len()
+            + self.audit.len()
+            + self.applied.len()
+            + self.outbox.len()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.puts.is_empty()
             && self.deletes.is_empty()
             && self.audit.is_empty()
-            && self.applied.is_none()
+            && self.applied.is_empty()
             && self.outbox.is_empty()
     }
 }
@@ -115,6 +126,13 @@ pub trait Queue: Send + Sync {
     -> Result<Vec<Received>>;
     /// Done with a message: it will not come back.
     async fn delete(&self, queue: &str, receipt: &str) -> Result<()>;
+    /// Done with several messages at once (one write where the backend can).
+    async fn delete_many(&self, queue: &str, receipts: &[String]) -> Result<()> {
+        for r in receipts {
+            self.delete(queue, r).await?;
+        }
+        Ok(())
+    }
     /// Not done: visible again after `delay`.
     async fn retry_after(&self, queue: &str, receipt: &str, delay: Duration) -> Result<()>;
     /// Messages waiting or in flight (approximate on SQS).

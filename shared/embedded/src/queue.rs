@@ -138,6 +138,20 @@ impl Queue for Embedded {
             .await?)
     }
 
+    async fn delete_many(&self, queue: &str, receipts: &[String]) -> tally_core::Result<()> {
+        let (queue, receipts) = (queue.to_owned(), receipts.to_vec());
+        Ok(self
+            .write(move |conn| {
+                let mut stmt =
+                    conn.prepare_cached("DELETE FROM messages WHERE queue = ?1 AND receipt = ?2")?;
+                for r in &receipts {
+                    stmt.execute(params![queue, r])?;
+                }
+                Ok(())
+            })
+            .await?)
+    }
+
     async fn retry_after(
         &self,
         queue: &str,

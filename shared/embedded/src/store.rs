@@ -56,7 +56,7 @@ fn check(key: &str, expect: Expect, found: Option<u64>) -> Result<(), Error> {
 /// Runs inside the writer's savepoint: an error anywhere undoes all of it.
 fn commit(t: &rusqlite::Connection, tx: Transaction) -> Result<(), Error> {
     let now = Utc::now().to_rfc3339();
-    if let Some(key) = &tx.applied {
+    for key in &tx.applied {
         let inserted = t
             .prepare_cached("INSERT OR IGNORE INTO applied (key, at) VALUES (?1, ?2)")?
             .execute(params![key, now])?;

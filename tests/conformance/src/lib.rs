@@ -109,7 +109,7 @@ pub async fn a_stale_version_conflicts_and_writes_nothing(store: &dyn Store) {
     let mut tx = put(stock(&sku, 99), Expect::Version(1));
     tx.audit
         .push(audit(&format!("stock:{sku}@WH"), &idem, "stock.counted"));
-    tx.applied = Some(idem.clone());
+    tx.applied = vec![idem.clone()];
     let err = store.commit(tx).await.unwrap_err();
     assert!(matches!(err, Error::Conflict(_)), "{err:?}");
     let now = store.get(std::slice::from_ref(&key)).await.unwrap();
@@ -146,11 +146,11 @@ pub async fn a_second_commit_of_one_event_is_refused_whole(store: &dyn Store) {
     let (a, b) = (unique("S"), unique("S"));
     let idem = unique("src:evt");
     let mut first = put(stock(&a, 1), Expect::Absent);
-    first.applied = Some(idem.clone());
+    first.applied = vec![idem.clone()];
     store.commit(first).await.unwrap();
     assert!(store.was_applied(&idem).await.unwrap());
     let mut again = put(stock(&b, 1), Expect::Absent);
-    again.applied = Some(idem.clone());
+    again.applied = vec![idem.clone()];
     let err = store.commit(again).await.unwrap_err();
     assert!(matches!(err, Error::AlreadyApplied(_)), "{err:?}");
     let got = store
@@ -158,6 +158,36 @@ pub async fn a_second_commit_of_one_event_is_refused_whole(store: &dyn Store) {
         .await
         .unwrap();
     assert!(got[0].is_none(), "a refused commit wrote its put");
+}
+
+/// A batch commits several events' markers at once: if one of them was
+/// applied before, the store names that one and writes nothing of the batch.
+pub async fn a_batch_with_one_applied_event_names_it_and_writes_nothing(store: &dyn Store) {
+    let (a, b) = (unique("S"), unique("S"));
+    let (old, new) = (unique("src:evt"), unique("src:evt"));
+    let mut first = put(stock(&a, 1), Expect::Absent);
+    first.applied = vec![old.clone()];
+    store.commit(first).await.unwrap();
+    let mut batch = put(stock(&b, 7), Expect::Absent);
+    batch.applied = vec![new.clone(), old.clone()];
+    let err = store.commit(batch).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::AlreadyApplied(key) if *key == old),
+        "{err:?}"
+    );
+    assert!(
+        !store.was_applied(&new).await.unwrap(),
+        "marker of a refused batch"
+    );
+    let got = store
+        .get(&[Key::stock(&Sku::parse(&b).unwrap())])
+        .await
+        .unwrap();
+    assert!(got[0].is_none(), "a refused batch wrote its put");
+    let mut retry = put(stock(&b, 7), Expect::Absent);
+    retry.applied = vec![new.clone()];
+    store.commit(retry).await.unwrap();
+    assert!(store.was_applied(&new).await.unwrap());
 }
 
 pub async fn audit_reads_newest_first_and_by_id(store: &dyn Store) {
@@ -658,6 +688,7 @@ macro_rules! conformance_tests {
             store_check!(a_stale_version_conflicts_and_writes_nothing);
             store_check!(expecting_absent_conflicts_when_present);
             store_check!(a_second_commit_of_one_event_is_refused_whole);
+            store_check!(a_batch_with_one_applied_event_names_it_and_writes_nothing);
             store_check!(audit_reads_newest_first_and_by_id);
             store_check!(the_activity_feed_is_newest_first_across_entities);
             store_check!(list_returns_one_kind_ordered_by_key);
