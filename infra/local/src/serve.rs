@@ -163,7 +163,7 @@ fn push_settings() -> anyhow::Result<tally_app::push::Channels> {
 }
 
 /// `TALLY_LEDGER_BATCH`: ledger events committed together at most
-/// (default 16; 1 commits each event alone, for comparison).
+/// (default 32; 1 commits each event alone, for comparison).
 fn ledger_batch() -> anyhow::Result<usize> {
     match std::env::var("TALLY_LEDGER_BATCH") {
         Ok(v) => v

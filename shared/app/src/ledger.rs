@@ -24,28 +24,12 @@ use crate::{AppError, Tally};
 const MAX_ATTEMPTS: u32 = 50;
 /// Events decided together and committed as one transaction at most
 /// (`Tally::with_ledger_batch` lowers it).
-pub const MAX_BATCH: usize = 16;
+pub const MAX_BATCH: usize = 32;
 /// DynamoDB's limit on items in one transaction; kept on both backends so
 /// a batch behaves the same everywhere.
 const MAX_TRANSACTION_ITEMS: usize = 100;
 
 impl Tally {
-    /// Recent units per day of each SKU an event names, where priced.
-    async fn daily_sales(&self, body: &EventBody) -> Result<BTreeMap<Sku, Decimal>, AppError> {
-        let skus: Vec<Sku> = body.skus().into_iter().cloned().collect();
-        let keys: Vec<Key> = skus.iter().map(Key::price).collect();
-        let now = self.now();
-        Ok(self
-            .store
-            .get(&keys)
-            .await?
-            .into_iter()
-            .flatten()
-            .filter_map(|v| v.value.into_price())
-            .map(|p| (p.sku.clone(), p.daily_sales(now)))
-            .collect())
-    }
-
     pub async fn apply_to_ledger(
         &self,
         source: &SourceName,
@@ -108,8 +92,10 @@ impl Tally {
             }
         }
         for attempt in 0..MAX_ATTEMPTS {
+            // The markers catch a duplicate at commit; a look first only
+            // pays off once a commit has failed.
             for (i, key) in keys.iter().enumerate() {
-                if outcomes[i].is_none() && self.store.was_applied(key).await? {
+                if attempt > 0 && outcomes[i].is_none() && self.store.was_applied(key).await? {
                     outcomes[i] = Some(Outcome::Duplicate);
                     self.metrics.inc("tally_events_duplicate_total", &[]);
                 }
@@ -220,7 +206,16 @@ impl Tally {
             if let EventBody::OrderPlaced(placed) = &event.body
                 && reserved_now
             {
-                let sales = self.daily_sales(&event.body).await?;
+                let price_keys: Vec<Key> =
+                    placed.lines.iter().map(|l| Key::price(&l.sku)).collect();
+                records.load(self, &price_keys).await?;
+                let now = self.now();
+                let sales: BTreeMap<Sku, Decimal> = price_keys
+                    .iter()
+                    .filter_map(|k| records.current(k))
+                    .filter_map(|e| e.as_price())
+                    .map(|p| (p.sku.clone(), p.daily_sales(now)))
+                    .collect();
                 let signals = risk_signals(placed, &sales, &self.orders);
                 if !signals.is_empty() {
                     follow_ups.push(Event {

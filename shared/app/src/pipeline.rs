@@ -54,8 +54,9 @@ impl Tally {
     ) -> Vec<Result<Vec<Outcome>, AppError>> {
         let mut results = Vec::with_capacity(deliveries.len());
         let mut ledger: Vec<Pending> = vec![];
+        let mut looked_up = LookedUp::default();
         for (d, delivery) in deliveries.iter().enumerate() {
-            results.push(self.prepare(d, delivery, &mut ledger).await);
+            results.push(self.prepare(d, delivery, &mut looked_up, &mut ledger).await);
         }
         let mut units = JoinSet::new();
         for unit in independent_units(&ledger) {
@@ -112,9 +113,14 @@ impl Tally {
         &self,
         d: usize,
         delivery: &Delivery,
+        looked_up: &mut LookedUp,
         ledger: &mut Vec<Pending>,
     ) -> Result<Vec<Option<Outcome>>, AppError> {
-        let Some(source) = self.source(&delivery.source).await? else {
+        if !looked_up.sources.contains_key(&delivery.source) {
+            let source = self.source(&delivery.source).await?;
+            looked_up.sources.insert(delivery.source.clone(), source);
+        }
+        let Some(source) = looked_up.sources[&delivery.source].clone() else {
             let mut r = Reasons::new();
             r.push(
                 "source",
@@ -125,10 +131,16 @@ impl Tally {
                     .await?,
             )]);
         };
+        if delivery.platform != Platform::Tally && looked_up.mappings.is_none() {
+            looked_up.mappings = Some(self.mappings().await?);
+        }
+        let ctx = Context {
+            source: &source,
+            mappings: looked_up.mappings.as_ref().unwrap_or(&NO_MAPPINGS),
+            now: self.now(),
+        };
         let mut slots = vec![];
-        for (index, t) in self
-            .translate(delivery, &source)
-            .await?
+        for (index, t) in tally_connectors::translate(delivery, &ctx)
             .into_iter()
             .enumerate()
         {
@@ -309,6 +321,16 @@ impl Tally {
         }
     }
 }
+
+/// What one batch looked up once for all its deliveries.
+#[derive(Default)]
+struct LookedUp {
+    sources: BTreeMap<SourceName, Option<Source>>,
+    mappings: Option<Mappings>,
+}
+
+/// Canonical events name SKUs and locations directly.
+static NO_MAPPINGS: std::sync::LazyLock<Mappings> = std::sync::LazyLock::new(Mappings::default);
 
 /// A valid event waiting for the ledger step of this process.
 struct Pending {
