@@ -3,7 +3,7 @@
 //! commit state + audit + idempotency markers + follow-ups together; on a
 //! version conflict, read again and decide again.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::Duration;
 
 use rust_decimal::Decimal;
@@ -15,6 +15,7 @@ use tally_core::ledger::{self, Snapshot};
 use tally_core::orders::risk_signals;
 use tally_core::ports::{Expect, OutboxMessage, Put, Transaction, queues};
 use tally_core::{Sku, SourceName};
+use tokio::task::JoinSet;
 
 use crate::pipeline::{Outcome, event_message, idempotency_key};
 use crate::{AppError, Tally};
@@ -30,6 +31,55 @@ pub const MAX_BATCH: usize = 32;
 const MAX_TRANSACTION_ITEMS: usize = 100;
 
 impl Tally {
+    /// Applies ledger events in independent units (events that share no
+    /// order and no SKU) side by side, each unit in the events' order and
+    /// in as few commits as it can; one result per event. A unit that fails
+    /// fails all its events (retried, what landed is then a duplicate).
+    pub async fn apply_in_units(
+        &self,
+        items: &[(SourceName, Event)],
+    ) -> Vec<Result<Outcome, AppError>> {
+        let events: Vec<&Event> = items.iter().map(|(_, e)| e).collect();
+        let mut results: Vec<Result<Outcome, AppError>> = items
+            .iter()
+            .map(|_| Err(AppError::Internal("not applied".into())))
+            .collect();
+        let mut tasks = JoinSet::new();
+        let mut unit_of = HashMap::new();
+        for unit in independent_units(&events) {
+            let tally = self.clone();
+            let owned: Vec<(SourceName, Event)> = unit.iter().map(|&i| items[i].clone()).collect();
+            let task = tasks.spawn(async move {
+                let refs: Vec<(&SourceName, &Event)> = owned.iter().map(|(s, e)| (s, e)).collect();
+                tally.apply_batch_to_ledger(&refs).await
+            });
+            unit_of.insert(task.id(), unit);
+        }
+        while let Some(done) = tasks.join_next_with_id().await {
+            let (id, applied) = match done {
+                Ok((id, applied)) => (id, applied),
+                Err(e) => (
+                    e.id(),
+                    Err(AppError::Internal(format!("a ledger unit panicked: {e}"))),
+                ),
+            };
+            let unit = unit_of.remove(&id).unwrap_or_default();
+            match applied {
+                Ok(outcomes) => {
+                    for (i, outcome) in unit.into_iter().zip(outcomes) {
+                        results[i] = Ok(outcome);
+                    }
+                }
+                Err(e) => {
+                    for i in unit {
+                        results[i] = Err(e.clone());
+                    }
+                }
+            }
+        }
+        results
+    }
+
     pub async fn apply_to_ledger(
         &self,
         source: &SourceName,
@@ -247,6 +297,59 @@ impl Tally {
     }
 }
 
+/// Groups ledger events into units that share no order id and no SKU, each
+/// unit's indexes in their original order: units can be applied side by
+/// side without racing for the same records (but for stock an order
+/// record names, which the version checks settle).
+pub fn independent_units(events: &[&Event]) -> Vec<Vec<usize>> {
+    let mut unit_of: BTreeMap<String, usize> = BTreeMap::new();
+    let mut units: Vec<Vec<usize>> = vec![];
+    for (i, event) in events.iter().enumerate() {
+        let keys: Vec<String> = event
+            .body
+            .order_id()
+            .map(|o| format!("order:{o}"))
+            .into_iter()
+            .chain(event.body.skus().into_iter().map(|s| format!("sku:{s}")))
+            .collect();
+        let mut joined: Vec<usize> = keys
+            .iter()
+            .filter_map(|k| unit_of.get(k).copied())
+            .collect();
+        joined.sort_unstable();
+        joined.dedup();
+        let into = match joined.first() {
+            Some(&u) => u,
+            None => {
+                units.push(vec![]);
+                units.len() - 1
+            }
+        };
+        // Merge every other unit this event links into the first one.
+        for &other in joined.iter().skip(1) {
+            let moved = std::mem::take(&mut units[other]);
+            units[into].extend(moved);
+            for u in unit_of.values_mut() {
+                if *u == other {
+                    *u = into;
+                }
+            }
+        }
+        units[into].push(i);
+        for k in keys {
+            unit_of.insert(k, into);
+        }
+    }
+    units
+        .into_iter()
+        .filter(|u| !u.is_empty())
+        .map(|mut u| {
+            u.sort_unstable();
+            u
+        })
+        .collect()
+}
+
 /// The records a batch works on: as loaded (for the version checks) and as
 /// the batch has left them so far.
 #[derive(Default)]
@@ -291,5 +394,52 @@ impl Loaded {
             entity: self.now.get(key)?.clone(),
             expect: Expect::from_loaded(self.loaded.get(key).and_then(Option::as_ref)),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    fn pending(v: Value) -> Event {
+        tally_core::event::parse_event(&v, chrono::Utc::now()).unwrap()
+    }
+
+    fn order(id: &str, order: &str, skus: &[&str]) -> Event {
+        let lines: Vec<Value> = skus
+            .iter()
+            .map(|s| json!({"sku": s, "qty": 1, "unit_price": "1.00"}))
+            .collect();
+        pending(
+            json!({"id": id, "type": "order.placed", "occurred_at": "2026-12-03T10:00:00Z",
+                       "data": {"order_id": order, "channel": "web", "currency": "EUR", "lines": lines}}),
+        )
+    }
+
+    fn cancel(id: &str, order: &str) -> Event {
+        pending(
+            json!({"id": id, "type": "order.cancelled", "occurred_at": "2026-12-03T10:00:00Z",
+                       "data": {"order_id": order}}),
+        )
+    }
+
+    #[test]
+    fn events_sharing_an_order_or_a_sku_form_one_unit_in_their_order() {
+        let events = [
+            order("e0", "1", &["A"]),
+            order("e1", "2", &["B"]),
+            order("e2", "3", &["C"]),
+            order("e3", "4", &["A"]),
+            // Links B's unit and C's into one.
+            order("e4", "5", &["C", "B"]),
+            cancel("e5", "1"),
+            order("e6", "6", &["C"]),
+            cancel("e7", "9"),
+        ];
+        let refs: Vec<&Event> = events.iter().collect();
+        let mut units = independent_units(&refs);
+        units.sort();
+        assert_eq!(units, vec![vec![0, 3, 5], vec![1, 2, 4, 6], vec![7]]);
     }
 }

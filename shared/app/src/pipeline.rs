@@ -7,8 +7,6 @@
 
 use std::collections::BTreeMap;
 
-use tokio::task::JoinSet;
-
 use serde_json::json;
 use tally_connectors::{Context, Mappings, Translated};
 use tally_core::audit::Cause;
@@ -44,10 +42,8 @@ impl Tally {
 
     /// Processes a batch of the inbound queue, one result per delivery.
     /// Each is translated and checked in order; what the ledger applies in
-    /// this process is then applied in independent units (events that
-    /// share no order and no SKU) side by side, each unit in delivery order
-    /// and in as few commits as it can: the same per-order and per-SKU
-    /// order the stock queue keeps in AWS.
+    /// this process is then applied with [`Tally::apply_in_units`]: the same
+    /// per-order and per-SKU order the stock queue keeps in AWS.
     pub async fn process_deliveries(
         &self,
         deliveries: &[Delivery],
@@ -58,46 +54,28 @@ impl Tally {
         for (d, delivery) in deliveries.iter().enumerate() {
             results.push(self.prepare(d, delivery, &mut looked_up, &mut ledger).await);
         }
-        let mut units = JoinSet::new();
-        for unit in independent_units(&ledger) {
-            let tally = self.clone();
-            let items: Vec<(usize, SourceName, Event)> = unit
-                .into_iter()
-                .map(|i| (i, ledger[i].source.clone(), ledger[i].event.clone()))
-                .collect();
-            units.spawn(async move {
-                let refs: Vec<(&SourceName, &Event)> =
-                    items.iter().map(|(_, s, e)| (s, e)).collect();
-                let applied = tally.apply_batch_to_ledger(&refs).await;
-                (
-                    items.into_iter().map(|(i, _, _)| i).collect::<Vec<_>>(),
-                    applied,
-                )
-            });
-        }
-        while let Some(done) = units.join_next().await {
-            let (indexes, applied) = match done {
-                Ok(d) => d,
-                Err(e) => {
-                    // A panicked unit: nothing of it is known to have landed.
-                    let why = AppError::Internal(format!("ledger unit failed: {e}"));
-                    fail_all(&mut results, &ledger, None, &why);
-                    continue;
-                }
-            };
-            match applied {
-                Ok(outcomes) => {
-                    for (i, outcome) in indexes.into_iter().zip(outcomes) {
-                        let p = &ledger[i];
-                        if outcome == Outcome::Applied {
-                            self.observe_lag(&deliveries[p.delivery], &p.event);
-                        }
-                        if let Ok(slots) = &mut results[p.delivery] {
-                            slots[p.slot] = Some(outcome);
-                        }
+        let items: Vec<(SourceName, Event)> = ledger
+            .iter()
+            .map(|p| (p.source.clone(), p.event.clone()))
+            .collect();
+        let applied = self.apply_in_units(&items).await;
+        for (p, result) in ledger.iter().zip(applied) {
+            match result {
+                Ok(outcome) => {
+                    if outcome == Outcome::Applied {
+                        self.observe_lag(&deliveries[p.delivery], &p.event);
+                    }
+                    if let Ok(slots) = &mut results[p.delivery] {
+                        slots[p.slot] = Some(outcome);
                     }
                 }
-                Err(e) => fail_all(&mut results, &ledger, Some(&indexes), &e),
+                // The delivery is retried whole; what did land is then a
+                // duplicate.
+                Err(e) => {
+                    if results[p.delivery].is_ok() {
+                        results[p.delivery] = Err(e);
+                    }
+                }
             }
         }
         results
@@ -354,78 +332,6 @@ fn applies_inline(source: &Source, event: &Event) -> bool {
     event.body.touches_ledger() && !is_channel_view(source, event)
 }
 
-/// Groups ledger events into units that share no order id and no SKU, each
-/// unit's indexes in their original order: units can be applied side by
-/// side without racing for the same records (but for stock an order
-/// record names, which the version checks settle).
-fn independent_units(pending: &[Pending]) -> Vec<Vec<usize>> {
-    let mut unit_of: BTreeMap<String, usize> = BTreeMap::new();
-    let mut units: Vec<Vec<usize>> = vec![];
-    for (i, p) in pending.iter().enumerate() {
-        let keys: Vec<String> = p
-            .event
-            .body
-            .order_id()
-            .map(|o| format!("order:{o}"))
-            .into_iter()
-            .chain(p.event.body.skus().into_iter().map(|s| format!("sku:{s}")))
-            .collect();
-        let mut joined: Vec<usize> = keys
-            .iter()
-            .filter_map(|k| unit_of.get(k).copied())
-            .collect();
-        joined.sort_unstable();
-        joined.dedup();
-        let into = match joined.first() {
-            Some(&u) => u,
-            None => {
-                units.push(vec![]);
-                units.len() - 1
-            }
-        };
-        // Merge every other unit this event links into the first one.
-        for &other in joined.iter().skip(1) {
-            let moved = std::mem::take(&mut units[other]);
-            units[into].extend(moved);
-            for u in unit_of.values_mut() {
-                if *u == other {
-                    *u = into;
-                }
-            }
-        }
-        units[into].push(i);
-        for k in keys {
-            unit_of.insert(k, into);
-        }
-    }
-    units
-        .into_iter()
-        .filter(|u| !u.is_empty())
-        .map(|mut u| {
-            u.sort_unstable();
-            u
-        })
-        .collect()
-}
-
-/// Marks the deliveries of `only` (every delivery with a ledger event, if
-/// `None`) as failed: they are retried whole, and what did land is then a
-/// duplicate.
-fn fail_all(
-    results: &mut [Result<Vec<Option<Outcome>>, AppError>],
-    ledger: &[Pending],
-    only: Option<&[usize]>,
-    why: &AppError,
-) {
-    let all: Vec<usize> = (0..ledger.len()).collect();
-    for &i in only.unwrap_or(&all) {
-        let d = ledger[i].delivery;
-        if results[d].is_ok() {
-            results[d] = Err(why.clone());
-        }
-    }
-}
-
 /// Source + event id: the same event from the same source applies once.
 pub fn idempotency_key(source: &SourceName, event: &Event) -> String {
     format!("{source}:{}", event.id)
@@ -448,55 +354,4 @@ pub fn event_message(source: &SourceName, event: &Event) -> Result<Message, AppE
         group,
         dedup_id: Some(idempotency_key(source, event)),
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::Value;
-
-    fn pending(v: Value) -> Pending {
-        Pending {
-            delivery: 0,
-            slot: 0,
-            source: SourceName::parse("erp").unwrap(),
-            event: tally_core::event::parse_event(&v, chrono::Utc::now()).unwrap(),
-        }
-    }
-
-    fn order(id: &str, order: &str, skus: &[&str]) -> Pending {
-        let lines: Vec<Value> = skus
-            .iter()
-            .map(|s| json!({"sku": s, "qty": 1, "unit_price": "1.00"}))
-            .collect();
-        pending(
-            json!({"id": id, "type": "order.placed", "occurred_at": "2026-12-03T10:00:00Z",
-                       "data": {"order_id": order, "channel": "web", "currency": "EUR", "lines": lines}}),
-        )
-    }
-
-    fn cancel(id: &str, order: &str) -> Pending {
-        pending(
-            json!({"id": id, "type": "order.cancelled", "occurred_at": "2026-12-03T10:00:00Z",
-                       "data": {"order_id": order}}),
-        )
-    }
-
-    #[test]
-    fn events_sharing_an_order_or_a_sku_form_one_unit_in_their_order() {
-        let events = [
-            order("e0", "1", &["A"]),
-            order("e1", "2", &["B"]),
-            order("e2", "3", &["C"]),
-            order("e3", "4", &["A"]),
-            // Links B's unit and C's into one.
-            order("e4", "5", &["C", "B"]),
-            cancel("e5", "1"),
-            order("e6", "6", &["C"]),
-            cancel("e7", "9"),
-        ];
-        let mut units = independent_units(&events);
-        units.sort();
-        assert_eq!(units, vec![vec![0, 3, 5], vec![1, 2, 4, 6], vec![7]]);
-    }
 }

@@ -525,7 +525,9 @@ async fn the_aws_path_and_the_embedded_stack_agree_and_never_oversell() {
             m["type"] == "stock.changed" && m["sku"] == "HOT-1" && m["channel"] == "shopify"
         })
         .count();
-    assert!(hot_changes >= 10, "one per change of HOT-1: {outbound:?}");
+    // One per committed change of HOT-1: its count, and its reservations,
+    // which update-stock commits a batch at a time.
+    assert!(hot_changes >= 2, "one per change of HOT-1: {outbound:?}");
     for (n, sku) in ["TSHIRT-M", "MUG-BLK", "HOT-1"].iter().enumerate() {
         let item = format!("gid://shopify/InventoryItem/{}", 1001 + n);
         assert_eq!(
