@@ -135,7 +135,9 @@ impl DynamoStore {
         Ok(&self.audit_table)
     }
 
-    fn build(&self, tx: &Transaction) -> Result<(Vec<TransactWriteItem>, Vec<String>), Error> {
+    /// The TransactWriteItems of `tx`, and the key each item concerns (to
+    /// name it in a conflict). Public for the encoding benchmark.
+    pub fn encode(&self, tx: &Transaction) -> Result<(Vec<TransactWriteItem>, Vec<String>), Error> {
         self.state()?;
         if !tx.audit.is_empty() {
             self.audit()?;
@@ -356,7 +358,7 @@ impl Store for DynamoStore {
         if tx.is_empty() {
             return Ok(());
         }
-        let (items, keys) = self.build(&tx)?;
+        let (items, keys) = self.encode(&tx)?;
         match self
             .client
             .transact_write_items()
