@@ -15,7 +15,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
-use aws_sdk_sqs::types::MessageSystemAttributeName;
 use axum::body::Body;
 use serde_json::{Value, json};
 use tally_app::Tally;
@@ -71,62 +70,9 @@ impl AwsStack {
         F: Fn(SqsEvent) -> Fut,
         Fut: std::future::Future<Output = SqsBatchResponse>,
     {
-        let url = &self.urls[queue];
-        let resp = self
-            .sqs
-            .receive_message()
-            .queue_url(url)
-            .max_number_of_messages(10)
-            .message_system_attribute_names(MessageSystemAttributeName::All)
-            .send()
+        support::poll_once(&self.sqs, &self.urls[queue], handler)
             .await
-            .unwrap();
-        let messages = resp.messages();
-        if messages.is_empty() {
-            return 0;
-        }
-        let records: Vec<Value> = messages
-            .iter()
-            .map(|m| {
-                let attrs: BTreeMap<String, String> = m
-                    .attributes()
-                    .map(|a| a.iter().map(|(k, v)| (k.as_str().to_owned(), v.clone())).collect())
-                    .unwrap_or_default();
-                json!({"messageId": m.message_id(), "receiptHandle": m.receipt_handle(), "body": m.body(),
-                       "attributes": attrs, "messageAttributes": {}, "md5OfBody": m.md5_of_body(),
-                       "eventSource": "aws:sqs", "eventSourceARN": format!("arn:aws:sqs:us-east-1:000000000000:{queue}"),
-                       "awsRegion": "us-east-1"})
-            })
-            .collect();
-        let event: SqsEvent = serde_json::from_value(json!({"Records": records})).unwrap();
-        let failed: Vec<String> = handler(event)
-            .await
-            .batch_item_failures
-            .into_iter()
-            .map(|f| f.item_identifier)
-            .collect();
-        for m in messages {
-            let receipt = m.receipt_handle().unwrap();
-            if failed.iter().any(|f| Some(f.as_str()) == m.message_id()) {
-                self.sqs
-                    .change_message_visibility()
-                    .queue_url(url)
-                    .receipt_handle(receipt)
-                    .visibility_timeout(0)
-                    .send()
-                    .await
-                    .unwrap();
-            } else {
-                self.sqs
-                    .delete_message()
-                    .queue_url(url)
-                    .receipt_handle(receipt)
-                    .send()
-                    .await
-                    .unwrap();
-            }
-        }
-        messages.len()
+            .0
     }
 
     /// Runs the mappings until nothing moves: inbound → validate, stock →

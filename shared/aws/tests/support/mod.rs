@@ -256,3 +256,83 @@ impl StreamPump {
         json!({"Records": records})
     }
 }
+
+/// One poll of an SQS event-source mapping, as Lambda runs it: receive up
+/// to 10, hand them to `handler` as an `SqsEvent`, delete what succeeded
+/// and make the reported failures visible again at once. Returns how many
+/// were received and how many of those were done.
+pub async fn poll_once<F, Fut>(sqs: &aws_sdk_sqs::Client, url: &str, handler: F) -> (usize, usize)
+where
+    F: FnOnce(aws_lambda_events::sqs::SqsEvent) -> Fut,
+    Fut: std::future::Future<Output = aws_lambda_events::sqs::SqsBatchResponse>,
+{
+    let resp = sqs
+        .receive_message()
+        .queue_url(url)
+        .max_number_of_messages(10)
+        .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
+        .send()
+        .await
+        .unwrap();
+    let messages = resp.messages();
+    if messages.is_empty() {
+        return (0, 0);
+    }
+    let records: Vec<Value> = messages
+        .iter()
+        .map(|m| {
+            let attrs: BTreeMap<String, String> = m
+                .attributes()
+                .map(|a| {
+                    a.iter()
+                        .map(|(k, v)| (k.as_str().to_owned(), v.clone()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            json!({"messageId": m.message_id(), "receiptHandle": m.receipt_handle(),
+                   "body": m.body(), "attributes": attrs, "messageAttributes": {},
+                   "md5OfBody": m.md5_of_body(), "eventSource": "aws:sqs",
+                   "eventSourceARN": "arn:aws:sqs:us-east-1:000000000000:queue",
+                   "awsRegion": "us-east-1"})
+        })
+        .collect();
+    let event = serde_json::from_value(json!({"Records": records})).unwrap();
+    let failed: Vec<String> = handler(event)
+        .await
+        .batch_item_failures
+        .into_iter()
+        .map(|f| f.item_identifier)
+        .collect();
+    // Lambda deletes what succeeded in one call, as here.
+    let mut succeeded = vec![];
+    for (i, m) in messages.iter().enumerate() {
+        let receipt = m.receipt_handle().unwrap_or_default();
+        if failed.iter().any(|f| Some(f.as_str()) == m.message_id()) {
+            sqs.change_message_visibility()
+                .queue_url(url)
+                .receipt_handle(receipt)
+                .visibility_timeout(0)
+                .send()
+                .await
+                .unwrap();
+        } else {
+            succeeded.push(
+                aws_sdk_sqs::types::DeleteMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(receipt)
+                    .build()
+                    .unwrap(),
+            );
+        }
+    }
+    let done = succeeded.len();
+    if done > 0 {
+        sqs.delete_message_batch()
+            .queue_url(url)
+            .set_entries(Some(succeeded))
+            .send()
+            .await
+            .unwrap();
+    }
+    (messages.len(), done)
+}
