@@ -366,3 +366,68 @@ fn shopware_orders_reserve_by_product_number_and_cancellations_release() {
     assert_eq!(shopware(&s, &cancelled, SW_SECRET), StatusCode::ACCEPTED);
     assert_eq!((reserved(&s, "TSHIRT-M"), reserved(&s, "MUG-BLK")), (0, 0));
 }
+
+#[test]
+fn source_secrets_and_the_admin_token_never_reach_the_log_of_a_full_run() {
+    let (_dir, data) = data_dir();
+    // The most an operator would turn on: every crate at debug.
+    let s = Server::start_with(&data, &[("RUST_LOG", "debug")]);
+    setup(&s);
+    let order = fixture("shopify/orders_create.json");
+    shopify(&s, "orders/create", "wh-1", &order, SHOP_SECRET);
+    shopify(
+        &s,
+        "orders/create",
+        "wh-9",
+        &order,
+        "wrong-secret-0123456789",
+    );
+    woo(
+        &s,
+        "order.created",
+        &fixture("woocommerce/order_created.json"),
+        WOO_SECRET,
+    );
+    // Well signed but malformed: quarantined, with its reasons logged.
+    s.send(
+        "erp",
+        &json!({"id": "bad-1", "type": "stock.counted", "data": {"sku": "TSHIRT-M"}}),
+    );
+    // Refused: the wrong token, and a delivery signed with the wrong secret.
+    let (status, _) = s.admin_with_token("wrong-token-0123456789", "/v1/sources/erp");
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    s.send_raw(
+        "erp",
+        "{}",
+        Some(tally_connectors::tally::sign(
+            "not-the-secret",
+            chrono::Utc::now().timestamp(),
+            b"{}",
+        )),
+    );
+    s.settle();
+    for path in [
+        "/v1/sources/erp",
+        "/v1/sources/shop",
+        "/v1/sources/woo",
+        "/v1/quarantine",
+        "/v1/audit?entity=source:shop",
+        "/metrics",
+    ] {
+        s.admin(reqwest::Method::GET, path, None);
+    }
+    s.put("/v1/sources/shop", json!({"platform": "shopify", "secret": "rotated-shopify-secret-0123", "channel": "shopify"}));
+
+    let log = std::fs::read_to_string(data.with_extension("log")).unwrap();
+    assert!(log.contains("DEBUG"), "the log was written at debug level");
+    assert!(log.contains("quarantined"), "the run logged what it did");
+    for secret in [
+        SECRET,
+        SHOP_SECRET,
+        WOO_SECRET,
+        "rotated-shopify-secret-0123",
+        TOKEN,
+    ] {
+        assert!(!log.contains(secret), "{secret:?} is in the log");
+    }
+}

@@ -76,6 +76,7 @@ impl Tally {
                 }],
             )
             .await?;
+        tracing::debug!(source = %delivery.source, delivery = %delivery.id, events = accepted, bytes = delivery.body.len(), "verified and queued");
         self.metrics.add(
             "tally_events_accepted_total",
             &[

@@ -82,6 +82,18 @@ impl Server {
         (status, resp.json().unwrap_or(Value::Null))
     }
 
+    /// GETs an admin route with `token` instead of the right one.
+    pub fn admin_with_token(&self, token: &str, path: &str) -> (StatusCode, Value) {
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .send()
+            .unwrap();
+        let status = resp.status();
+        (status, resp.json().unwrap_or(Value::Null))
+    }
+
     pub fn put(&self, path: &str, body: Value) -> Value {
         let (status, v) = self.admin(reqwest::Method::PUT, path, Some(body));
         assert_eq!(status, StatusCode::OK, "PUT {path}: {v}");
