@@ -280,7 +280,7 @@ where
                     started.elapsed() < Duration::from_secs(1800),
                     "the queue never drained"
                 );
-                let (received, applied) = support::poll_once(&sqs, &url, |e| handler(e)).await;
+                let (received, applied) = support::poll_once(&sqs, &url, &handler).await;
                 done.fetch_add(applied, Ordering::Relaxed);
                 if received == 0 {
                     tokio::time::sleep(Duration::from_millis(5)).await;

@@ -132,7 +132,7 @@ async fn a_throttled_dynamodb_under_a_conflict_storm_still_applies_each_event_on
         aws_sdk_sqs::Client::new(&sdk),
         Default::default(),
     ));
-    let report = ledger_soak(store, queue, SoakPlan::from_env(600, 8)).await;
+    let report = ledger_soak(store, queue, SoakPlan::from_env(600, 8, 1)).await;
     println!(
         "throttled soak: {report}; {} requests throttled",
         throttled.load(Ordering::Relaxed)

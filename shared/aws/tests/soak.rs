@@ -33,7 +33,7 @@ async fn the_ledger_on_dynamodb_applies_each_event_once_and_never_oversells() {
         aws_sdk_sqs::Client::new(&sdk),
         Default::default(),
     ));
-    let report = ledger_soak(store, queue, SoakPlan::from_env(2_000, 8)).await;
+    let report = ledger_soak(store, queue, SoakPlan::from_env(2_000, 8, 1)).await;
     println!("dynamodb soak: {report}");
     assert!(report.duplicates > 0, "the run redelivered nothing");
     assert!(

@@ -19,7 +19,9 @@ async fn the_ledger_on_sqlite_applies_each_event_once_and_never_oversells() {
     }
     .unwrap();
     let db = Arc::new(Embedded::open(&dir.path().join("soak.db")).unwrap());
-    let report = ledger_soak(db.clone(), db, SoakPlan::from_env(4_000, 8)).await;
+    // Ten deliveries at a time through the ledger batch (as an SQS batch
+    // would); the DynamoDB soak applies them one at a time.
+    let report = ledger_soak(db.clone(), db, SoakPlan::from_env(4_000, 8, 10)).await;
     println!("sqlite soak: {report}");
     assert!(report.duplicates > 0, "the run redelivered nothing");
     assert!(

@@ -44,17 +44,22 @@ pub struct SoakPlan {
     /// Ledger operations (deliveries, duplicates included) to run.
     pub operations: u64,
     pub workers: usize,
+    /// Deliveries a worker takes at a time and applies as one batch
+    /// (`Tally::apply_in_units`, as update-stock does with an SQS batch);
+    /// 1 applies each alone.
+    pub batch: usize,
     pub seed: u64,
 }
 
 impl SoakPlan {
-    /// `TALLY_SOAK_OPS`, `TALLY_SOAK_WORKERS` and `TALLY_SOAK_SEED`
-    /// override the defaults.
-    pub fn from_env(default_operations: u64, workers: usize) -> Self {
+    /// `TALLY_SOAK_OPS`, `TALLY_SOAK_WORKERS`, `TALLY_SOAK_BATCH` and
+    /// `TALLY_SOAK_SEED` override the defaults.
+    pub fn from_env(default_operations: u64, workers: usize, batch: usize) -> Self {
         let var = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
         Self {
             operations: var("TALLY_SOAK_OPS").unwrap_or(default_operations),
             workers: var("TALLY_SOAK_WORKERS").map_or(workers, |w| w as usize),
+            batch: var("TALLY_SOAK_BATCH").map_or(batch, |b| b as usize).max(1),
             seed: var("TALLY_SOAK_SEED").unwrap_or(0x7a11_5eed),
         }
     }
@@ -330,7 +335,7 @@ pub async fn ledger_soak(
         }
         rng.shuffle(&mut deliveries);
 
-        let outcomes = race(&tally, &source, deliveries, plan.workers).await;
+        let outcomes = race(&tally, &source, deliveries, plan.workers, plan.batch).await;
         applied.resize(world.next_event, 0);
         for (id, outcome) in outcomes {
             report.operations += 1;
@@ -370,13 +375,15 @@ pub async fn ledger_soak(
     report
 }
 
-/// The workers take deliveries in turn from one list and apply them
-/// concurrently, as Lambda instances or `tally serve`'s workers would.
+/// The workers take deliveries in turn from one list, `batch` at a time,
+/// and apply them concurrently, as Lambda instances or `tally serve`'s
+/// workers would.
 async fn race(
     tally: &Tally,
     source: &SourceName,
     deliveries: Vec<Event>,
     workers: usize,
+    batch: usize,
 ) -> Vec<(String, Outcome)> {
     let deliveries = Arc::new(deliveries);
     let next = Arc::new(AtomicUsize::new(0));
@@ -387,13 +394,19 @@ async fn race(
         tasks.spawn(async move {
             let mut out = vec![];
             loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(e) = deliveries.get(i) else { break };
-                let outcome = tally
-                    .apply_to_ledger(&source, e)
-                    .await
-                    .unwrap_or_else(|err| panic!("{}: {err}", e.id));
-                out.push((e.id.clone(), outcome));
+                let i = next.fetch_add(batch, Ordering::Relaxed);
+                let Some(taken) = deliveries.get(i..(i + batch).min(deliveries.len())) else {
+                    break;
+                };
+                if taken.is_empty() {
+                    break;
+                }
+                let items: Vec<(SourceName, Event)> =
+                    taken.iter().map(|e| (source.clone(), e.clone())).collect();
+                for (e, outcome) in taken.iter().zip(tally.apply_in_units(&items).await) {
+                    let outcome = outcome.unwrap_or_else(|err| panic!("{}: {err}", e.id));
+                    out.push((e.id.clone(), outcome));
+                }
             }
             out
         });
