@@ -15,9 +15,9 @@
 //! Run it on a release build: `cargo run --release -p tally -- bench`.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
+
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -296,30 +296,15 @@ struct Server {
 impl Server {
     fn start(data: &Path, env: &[(&str, &str)]) -> anyhow::Result<Server> {
         let log = std::fs::File::create(data.with_extension("log"))?;
-        let mut child = Command::new(std::env::current_exe()?)
-            .args(["serve", "--addr", "127.0.0.1:0", "--data"])
-            .arg(data)
-            .env("TALLY_ADMIN_TOKEN", TOKEN)
-            .env("RUST_LOG", "warn")
-            .envs(env.iter().copied())
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .context("starting tally serve")?;
-        let mut lines = BufReader::new(child.stdout.take().context("no stdout")?).lines();
-        let base = loop {
-            let Some(line) = lines.next() else {
-                bail!("tally serve exited before listening");
-            };
-            if let Some(rest) = line?.strip_prefix("tally listening on ") {
-                break rest
-                    .split_whitespace()
-                    .next()
-                    .unwrap_or_default()
-                    .to_owned();
-            }
-        };
-        std::thread::spawn(move || for _ in lines {});
+        let (child, base) = crate::serve::spawn_child(
+            Command::new(std::env::current_exe()?)
+                .args(["serve", "--addr", "127.0.0.1:0", "--data"])
+                .arg(data)
+                .env("TALLY_ADMIN_TOKEN", TOKEN)
+                .env("RUST_LOG", "warn")
+                .envs(env.iter().copied())
+                .stderr(log),
+        )?;
         Ok(Server { child, base })
     }
 

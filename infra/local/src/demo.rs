@@ -11,11 +11,11 @@
 //! and 40 shoppers racing for the last 20 units of a hot SKU.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use chrono::{DateTime, Utc};
 use reqwest::blocking::Client;
 use serde_json::{Value, json};
@@ -586,34 +586,18 @@ struct Server {
 
 impl Server {
     fn start(data: &std::path::Path, addr: &str, token: &str) -> anyhow::Result<Server> {
-        let mut child = Command::new(std::env::current_exe()?)
-            .args(["serve", "--addr", addr, "--data"])
-            .arg(data.join("db"))
-            .env("TALLY_ADMIN_TOKEN", token)
-            .env("TALLY_PUSH_QUIET_MS", "50")
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "error".into()),
-            )
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .context("starting tally serve")?;
-        let stdout = child.stdout.take().context("no stdout")?;
-        let mut lines = BufReader::new(stdout).lines();
-        let base = loop {
-            let Some(line) = lines.next() else {
-                bail!("tally serve exited before listening");
-            };
-            if let Some(rest) = line?.strip_prefix("tally listening on ") {
-                break rest
-                    .split_whitespace()
-                    .next()
-                    .unwrap_or_default()
-                    .to_owned();
-            }
-        };
-        std::thread::spawn(move || for _ in lines {});
+        let (child, base) = crate::serve::spawn_child(
+            Command::new(std::env::current_exe()?)
+                .args(["serve", "--addr", addr, "--data"])
+                .arg(data.join("db"))
+                .env("TALLY_ADMIN_TOKEN", token)
+                .env("TALLY_PUSH_QUIET_MS", "50")
+                .env(
+                    "RUST_LOG",
+                    std::env::var("RUST_LOG").unwrap_or_else(|_| "error".into()),
+                )
+                .stderr(Stdio::inherit()),
+        )?;
         Ok(Server { child, base })
     }
 

@@ -115,6 +115,35 @@ async fn serve(addr: SocketAddr, data: PathBuf) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Starts `serve` (this binary, with the arguments and environment set on
+/// `command`) as a child process, and waits for the address it prints.
+/// Its stdout is drained afterwards so the child never blocks on it.
+pub fn spawn_child(
+    command: &mut std::process::Command,
+) -> anyhow::Result<(std::process::Child, String)> {
+    use std::io::{BufRead, BufReader};
+    let mut child = command
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .context("starting tally serve")?;
+    let stdout = child.stdout.take().context("no stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let base = loop {
+        let Some(line) = lines.next() else {
+            anyhow::bail!("tally serve exited before listening");
+        };
+        if let Some(rest) = line?.strip_prefix("tally listening on ") {
+            break rest
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    Ok((child, base))
+}
+
 /// The admin token from `TALLY_ADMIN_TOKEN`, or a fresh one printed once.
 fn admin_token() -> String {
     match std::env::var("TALLY_ADMIN_TOKEN") {

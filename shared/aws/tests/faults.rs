@@ -31,34 +31,60 @@ use tally_conformance::soak::{SoakPlan, ledger_soak};
 use tally_core::SourceName;
 use tally_core::ports::{Message, Queue, Store, queues};
 
+/// A throttle, on reads only: they change nothing at the table, so a
+/// replaced answer is exactly what a throttle looks like to the client.
 const THROTTLED: &str = r#"{"__type":"com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException","message":"Rate of requests exceeds the allowed throughput (injected)."}"#;
+const READS: &[&str] = &["GetItem", "BatchGetItem", "Query"];
+/// An answer lost after the write landed.
+const LOST: &str = r#"{"__type":"com.amazonaws.dynamodb.v20120810#InternalServerError","message":"Internal server error (injected after the write)."}"#;
 
-/// Turns every `every`-th read (GetItem, BatchGetItem, Query) into
-/// DynamoDB's throttling answer, as the SDK sees it. Only reads: they have
-/// no effect at the table, so a replaced answer is exactly a throttle.
-/// (A write whose answer is lost after it committed is a different fault,
-/// covered by the idempotency marker and the push tests.)
-/// Whether the attempt in flight is a read.
+/// Whether the attempt in flight is one the injector targets.
 #[derive(Debug, Clone)]
-struct Reads(bool);
+struct Targeted(bool);
 
-impl Storable for Reads {
+impl Storable for Targeted {
     type Storer = StoreReplace<Self>;
 }
 
+/// Replaces the answer of every `every`-th successful call to one of `ops`
+/// with `status` and `body`, as the SDK sees it: the request did reach the
+/// table, only its answer changes.
 #[derive(Debug)]
-struct Throttle {
+struct Inject {
+    ops: &'static [&'static str],
     every: u64,
-    reads: AtomicU64,
-    throttled: Arc<AtomicU64>,
+    status: u16,
+    body: &'static str,
+    seen: AtomicU64,
+    injected: Arc<AtomicU64>,
 }
 
-impl Intercept for Throttle {
+impl Inject {
+    fn new(
+        ops: &'static [&'static str],
+        every: u64,
+        status: u16,
+        body: &'static str,
+    ) -> (Inject, Arc<AtomicU64>) {
+        let injected = Arc::new(AtomicU64::new(0));
+        let inject = Inject {
+            ops,
+            every,
+            status,
+            body,
+            seen: AtomicU64::new(0),
+            injected: injected.clone(),
+        };
+        (inject, injected)
+    }
+}
+
+impl Intercept for Inject {
     fn name(&self) -> &'static str {
-        "Throttle"
+        "Inject"
     }
 
-    /// The request is gone once it is sent: note here whether it reads.
+    /// The request is gone once it is sent: note here what it is.
     fn read_before_transmit(
         &self,
         context: &BeforeTransmitInterceptorContextRef<'_>,
@@ -70,10 +96,11 @@ impl Intercept for Throttle {
             .headers()
             .get("x-amz-target")
             .unwrap_or_default();
-        let read = ["GetItem", "BatchGetItem", "Query"]
+        let targeted = self
+            .ops
             .iter()
             .any(|op| target.ends_with(&format!(".{op}")));
-        cfg.interceptor_state().store_put(Reads(read));
+        cfg.interceptor_state().store_put(Targeted(targeted));
         Ok(())
     }
 
@@ -83,13 +110,17 @@ impl Intercept for Throttle {
         _: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
-        let read = cfg.load::<Reads>().is_some_and(|r| r.0);
-        if read && self.reads.fetch_add(1, Ordering::Relaxed) % self.every == self.every - 1 {
-            self.throttled.fetch_add(1, Ordering::Relaxed);
+        let targeted = cfg.load::<Targeted>().is_some_and(|t| t.0);
+        let ok = context.response().status().is_success();
+        if targeted
+            && ok
+            && self.seen.fetch_add(1, Ordering::Relaxed) % self.every == self.every - 1
+        {
+            self.injected.fetch_add(1, Ordering::Relaxed);
             let response = context.response_mut();
-            *response.status_mut() = 400u16.try_into()?;
+            *response.status_mut() = self.status.try_into()?;
             response.headers_mut().remove("x-amzn-crc32");
-            *response.body_mut() = SdkBody::from(THROTTLED);
+            *response.body_mut() = SdkBody::from(self.body);
         }
         Ok(())
     }
@@ -106,13 +137,9 @@ async fn a_throttled_dynamodb_under_a_conflict_storm_still_applies_each_event_on
     );
     support::create_tables(&sdk, &state, &audit).await;
 
-    let throttled = Arc::new(AtomicU64::new(0));
+    let (throttle, throttled) = Inject::new(READS, 10, 400, THROTTLED);
     let config = aws_sdk_dynamodb::config::Builder::from(&sdk)
-        .interceptor(Throttle {
-            every: 10,
-            reads: AtomicU64::new(0),
-            throttled: throttled.clone(),
-        })
+        .interceptor(throttle)
         // Ten attempts: concurrent workers share the counter, so one call
         // may be throttled more than once in a row.
         // Short backoffs keep the run short; the strategy is the SDK's own.
@@ -144,66 +171,6 @@ async fn a_throttled_dynamodb_under_a_conflict_storm_still_applies_each_event_on
     assert!(report.orders_short > 0, "no race for the last unit");
 }
 
-const LOST: &str = r#"{"__type":"com.amazonaws.dynamodb.v20120810#InternalServerError","message":"Internal server error (injected after the write)."}"#;
-
-/// Whether the attempt in flight is a TransactWriteItems.
-#[derive(Debug, Clone)]
-struct Writes(bool);
-
-impl Storable for Writes {
-    type Storer = StoreReplace<Self>;
-}
-
-/// Lets every `every`-th transaction land at the table, then replaces its
-/// answer with a 500: the write happened, the handler sees it fail.
-#[derive(Debug)]
-struct LoseAnswers {
-    every: u64,
-    writes: AtomicU64,
-    lost: Arc<AtomicU64>,
-}
-
-impl Intercept for LoseAnswers {
-    fn name(&self) -> &'static str {
-        "LoseAnswers"
-    }
-
-    fn read_before_transmit(
-        &self,
-        context: &BeforeTransmitInterceptorContextRef<'_>,
-        _: &RuntimeComponents,
-        cfg: &mut ConfigBag,
-    ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
-        let target = context
-            .request()
-            .headers()
-            .get("x-amz-target")
-            .unwrap_or_default();
-        cfg.interceptor_state()
-            .store_put(Writes(target.ends_with(".TransactWriteItems")));
-        Ok(())
-    }
-
-    fn modify_before_deserialization(
-        &self,
-        context: &mut BeforeDeserializationInterceptorContextMut<'_>,
-        _: &RuntimeComponents,
-        cfg: &mut ConfigBag,
-    ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
-        let write = cfg.load::<Writes>().is_some_and(|w| w.0);
-        let ok = context.response().status().is_success();
-        if write && ok && self.writes.fetch_add(1, Ordering::Relaxed) % self.every == self.every - 1
-        {
-            self.lost.fetch_add(1, Ordering::Relaxed);
-            let response = context.response_mut();
-            *response.status_mut() = 500u16.try_into()?;
-            response.headers_mut().remove("x-amzn-crc32");
-            *response.body_mut() = SdkBody::from(LOST);
-        }
-        Ok(())
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs DynamoDB Local and moto; infra/test.sh starts them and runs this"]
 async fn update_stock_failing_midway_reports_its_failures_and_applies_each_event_once() {
@@ -225,13 +192,10 @@ async fn update_stock_failing_midway_reports_its_failures_and_applies_each_event
         &audit,
     ));
     let setup = Tally::new(clean.clone(), queue.clone()).with_ledger_step(LedgerStep::Queued);
-    let lost = Arc::new(AtomicU64::new(0));
+    // Every fourth transaction lands, then its answer is a 500.
+    let (lose, lost) = Inject::new(&["TransactWriteItems"], 4, 500, LOST);
     let faulty = aws_sdk_dynamodb::config::Builder::from(&sdk)
-        .interceptor(LoseAnswers {
-            every: 4,
-            writes: AtomicU64::new(0),
-            lost: lost.clone(),
-        })
+        .interceptor(lose)
         .retry_config(RetryConfig::disabled())
         .build();
     let tally = Tally::new(
