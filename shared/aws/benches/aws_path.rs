@@ -59,12 +59,7 @@ async fn main() {
     let seconds = env_or("TALLY_BENCH_SECONDS", 10) as u64;
 
     let sdk = support::sdk().await;
-    let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];
-    let (state, audit) = (
-        format!("bench-state-{suffix}"),
-        format!("bench-audit-{suffix}"),
-    );
-    support::create_tables(&sdk, &state, &audit).await;
+    let (state, audit, suffix) = support::fresh_tables(&sdk, "bench").await;
     let urls =
         support::create_queue(&sdk, queues::STOCK, &format!("bench-stock-{suffix}"), 5).await;
     let store = Arc::new(DynamoStore::new(

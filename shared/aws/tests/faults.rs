@@ -130,12 +130,7 @@ impl Intercept for Inject {
 #[ignore = "needs DynamoDB Local and moto; infra/test.sh starts them and runs this"]
 async fn a_throttled_dynamodb_under_a_conflict_storm_still_applies_each_event_once() {
     let sdk = support::sdk().await;
-    let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];
-    let (state, audit) = (
-        format!("throttle-state-{suffix}"),
-        format!("throttle-audit-{suffix}"),
-    );
-    support::create_tables(&sdk, &state, &audit).await;
+    let (state, audit, _) = support::fresh_tables(&sdk, "throttle").await;
 
     let (throttle, throttled) = Inject::new(READS, 10, 400, THROTTLED);
     let config = aws_sdk_dynamodb::config::Builder::from(&sdk)
@@ -175,12 +170,7 @@ async fn a_throttled_dynamodb_under_a_conflict_storm_still_applies_each_event_on
 #[ignore = "needs DynamoDB Local and moto; infra/test.sh starts them and runs this"]
 async fn update_stock_failing_midway_reports_its_failures_and_applies_each_event_once() {
     let sdk = support::sdk().await;
-    let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];
-    let (state, audit) = (
-        format!("midway-state-{suffix}"),
-        format!("midway-audit-{suffix}"),
-    );
-    support::create_tables(&sdk, &state, &audit).await;
+    let (state, audit, suffix) = support::fresh_tables(&sdk, "midway").await;
     let urls =
         support::create_queue(&sdk, queues::STOCK, &format!("midway-stock-{suffix}"), 3).await;
     let sqs = aws_sdk_sqs::Client::new(&sdk);

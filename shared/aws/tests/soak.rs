@@ -16,12 +16,7 @@ use tally_conformance::soak::{SoakPlan, ledger_soak};
 #[ignore = "needs DynamoDB Local and moto; infra/test.sh starts them and runs this"]
 async fn the_ledger_on_dynamodb_applies_each_event_once_and_never_oversells() {
     let sdk = support::sdk().await;
-    let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];
-    let (state, audit) = (
-        format!("soak-state-{suffix}"),
-        format!("soak-audit-{suffix}"),
-    );
-    support::create_tables(&sdk, &state, &audit).await;
+    let (state, audit, _) = support::fresh_tables(&sdk, "soak").await;
     let store = Arc::new(DynamoStore::new(
         aws_sdk_dynamodb::Client::new(&sdk),
         state,

@@ -98,6 +98,18 @@ pub async fn create_tables(sdk: &aws_config::SdkConfig, state: &str, audit: &str
     tolerate_existing(r.map(|_| ()).map_err(|e| format!("{e:?}")));
 }
 
+/// A run's own state and audit tables, `<prefix>-state-<id>` and
+/// `<prefix>-audit-<id>`, created; also the id, to name the run's queues.
+pub async fn fresh_tables(sdk: &aws_config::SdkConfig, prefix: &str) -> (String, String, String) {
+    let id = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
+    let (state, audit) = (
+        format!("{prefix}-state-{id}"),
+        format!("{prefix}-audit-{id}"),
+    );
+    create_tables(sdk, &state, &audit).await;
+    (state, audit, id)
+}
+
 fn tolerate_existing(r: Result<(), String>) {
     if let Err(e) = r {
         assert!(e.contains("ResourceInUse"), "create_table: {e}");
