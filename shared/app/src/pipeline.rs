@@ -54,26 +54,28 @@ impl Tally {
         for (d, delivery) in deliveries.iter().enumerate() {
             results.push(self.prepare(d, delivery, &mut looked_up, &mut ledger).await);
         }
-        let items: Vec<(SourceName, Event)> = ledger
-            .iter()
-            .map(|p| (p.source.clone(), p.event.clone()))
-            .collect();
+        // Where each outcome goes (delivery, slot), and the events, moved.
+        let (places, items): (Vec<_>, Vec<(SourceName, Event)>) = ledger
+            .into_iter()
+            .map(|p| ((p.delivery, p.slot), (p.source, p.event)))
+            .unzip();
         let applied = self.apply_in_units(&items).await;
-        for (p, result) in ledger.iter().zip(applied) {
+        for (((delivery, slot), (_, event)), result) in places.into_iter().zip(&items).zip(applied)
+        {
             match result {
                 Ok(outcome) => {
                     if outcome == Outcome::Applied {
-                        self.observe_lag(&deliveries[p.delivery], &p.event);
+                        self.observe_lag(&deliveries[delivery], event);
                     }
-                    if let Ok(slots) = &mut results[p.delivery] {
-                        slots[p.slot] = Some(outcome);
+                    if let Ok(slots) = &mut results[delivery] {
+                        slots[slot] = Some(outcome);
                     }
                 }
                 // The delivery is retried whole; what did land is then a
                 // duplicate.
                 Err(e) => {
-                    if results[p.delivery].is_ok() {
-                        results[p.delivery] = Err(e);
+                    if results[delivery].is_ok() {
+                        results[delivery] = Err(e);
                     }
                 }
             }
