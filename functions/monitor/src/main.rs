@@ -14,7 +14,7 @@ async fn main() -> Result<(), Error> {
     let tally = &tally_aws::tally(&config).await.with_monitor_policy(policy);
     let topic = match std::env::var("ALERT_TOPIC_ARN") {
         Ok(arn) if !arn.is_empty() => Some(AlertTopic {
-            client: aws_sdk_sns::Client::new(&aws_config::load_from_env().await),
+            client: aws_sdk_sns::Client::new(&tally_aws::sdk_config().await),
             arn,
         }),
         _ => None,

@@ -28,9 +28,23 @@ pub use dynamo::DynamoStore;
 pub use error::Error;
 pub use sqs::SqsQueue;
 
+/// The SDK configuration every client is built from: the standard
+/// environment (region, credentials, `AWS_ENDPOINT_URL_*`) and one HTTPS
+/// client on rustls with ring, the only TLS stack the binaries carry.
+pub async fn sdk_config() -> aws_config::SdkConfig {
+    use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
+    let https = aws_smithy_http_client::Builder::new()
+        .tls_provider(Provider::Rustls(CryptoMode::Ring))
+        .build_https();
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(https)
+        .load()
+        .await
+}
+
 /// Builds the SDK clients (once per cold start) and the ports over them.
 pub async fn tally(config: &Config) -> Tally {
-    let sdk = aws_config::load_from_env().await;
+    let sdk = sdk_config().await;
     // A function without a table gets a store that says so if used.
     let store = DynamoStore::new(
         aws_sdk_dynamodb::Client::new(&sdk),

@@ -66,22 +66,47 @@ pub fn body<T: serde::de::DeserializeOwned>(msg: &SqsMessage) -> Result<T, AppEr
     serde_json::from_str(raw).map_err(|e| AppError::BadRequest(format!("undecodable message: {e}")))
 }
 
-/// Sets up JSON logs for CloudWatch, once per cold start.
+/// Sets up JSON logs for CloudWatch, once per cold start. `RUST_LOG` takes
+/// levels and `target=level` pairs (`info,tally_aws=debug`); an unreadable
+/// one means `info`. `Targets` rather than `EnvFilter` keeps a regex engine
+/// out of every binary.
 pub fn init_tracing() {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let filter = log_filter(std::env::var("RUST_LOG").ok().as_deref());
     tracing_subscriber::fmt()
         .json()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
         .without_time()
         .with_target(false)
+        .finish()
+        .with(filter)
         .init();
+}
+
+fn log_filter(rust_log: Option<&str>) -> tracing_subscriber::filter::Targets {
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    rust_log
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| Targets::new().with_default(LevelFilter::INFO))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::sync::Mutex;
+    use tracing::Level;
+
+    #[test]
+    fn rust_log_sets_levels_per_target_and_falls_back_to_info() {
+        let f = log_filter(Some("warn,tally_aws=debug"));
+        assert!(f.would_enable("tally_aws::dynamo", &Level::DEBUG));
+        assert!(!f.would_enable("aws_smithy_runtime", &Level::INFO));
+        for unreadable in [None, Some("tally_aws=loud")] {
+            let f = log_filter(unreadable);
+            assert!(f.would_enable("tally_aws", &Level::INFO));
+            assert!(!f.would_enable("tally_aws", &Level::DEBUG));
+        }
+    }
 
     const STOCK_EVENT: &str =
         include_str!("../../../../tests/events/lambda/update-stock-count.json");

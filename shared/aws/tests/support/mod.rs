@@ -23,7 +23,7 @@ pub async fn sdk() -> aws_config::SdkConfig {
             && std::env::var("AWS_ENDPOINT_URL_SQS").is_ok(),
         "AWS_ENDPOINT_URL_DYNAMODB and AWS_ENDPOINT_URL_SQS must point at the emulators (run infra/test.sh)"
     );
-    aws_config::load_from_env().await
+    tally_aws::sdk_config().await
 }
 
 fn key(name: &str, t: KeyType) -> KeySchemaElement {
