@@ -48,11 +48,21 @@ pub struct Translated {
 }
 
 impl Translated {
-    fn unreadable(body: &str, e: impl std::fmt::Display) -> Self {
+    fn unreadable(body: &str, e: serde_json::Error) -> Self {
         Translated {
             payload: body.to_owned(),
-            result: Err(reason("body", format!("is not valid JSON: {e}"))),
+            result: Err(unreadable(e)),
         }
+    }
+}
+
+/// Why a body could not be read: not JSON at all, or JSON of a shape the
+/// translator cannot read (a list where the order's lines should be).
+fn unreadable(e: serde_json::Error) -> Reasons {
+    if e.is_data() {
+        reason("body", format!("does not have the shape Tally reads: {e}"))
+    } else {
+        reason("body", format!("is not valid JSON: {e}"))
     }
 }
 
@@ -189,15 +199,19 @@ pub fn translate(delivery: &Delivery, ctx: &Context<'_>) -> Vec<Translated> {
     if delivery.platform == Platform::Tally {
         return tally::translate(delivery, ctx.now);
     }
-    let body: Value = match serde_json::from_str(&delivery.body) {
-        Ok(v) => v,
-        Err(e) => return vec![Translated::unreadable(&delivery.body, e)],
-    };
     let results = match delivery.platform {
-        Platform::Shopify => shopify::translate(&delivery.headers, &body, ctx),
-        Platform::Woocommerce => woocommerce::translate(&delivery.headers, &body, ctx),
-        Platform::Shopware => shopware::translate(&body, ctx),
-        Platform::Tally => unreachable!("handled above"),
+        Platform::Shopify => shopify::translate(&delivery.headers, &delivery.body, ctx),
+        platform => {
+            let body: Value = match serde_json::from_str(&delivery.body) {
+                Ok(v) => v,
+                Err(e) => return vec![Translated::unreadable(&delivery.body, e)],
+            };
+            match platform {
+                Platform::Woocommerce => woocommerce::translate(&delivery.headers, &body, ctx),
+                Platform::Shopware => shopware::translate(&body, ctx),
+                Platform::Shopify | Platform::Tally => unreachable!("handled above"),
+            }
+        }
     };
     results
         .into_iter()

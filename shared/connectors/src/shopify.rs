@@ -17,12 +17,13 @@
 //! `shopify:<variant_id>`, an inventory level through `shopify:<inventory_item_id>`,
 //! a location through `shopify:<location_id>`.
 
+use serde::Deserialize;
 use serde_json::{Value, json};
 use tally_core::catalog::Platform;
 use tally_core::event::Event;
 use tally_core::{LocationId, Reasons};
 
-use crate::{Context, Error, Headers, canonical, hmac_body, id_text, reason};
+use crate::{Context, Error, Headers, canonical, hmac_body, id_text, reason, unreadable};
 
 pub const KEPT_HEADERS: &[&str] = &[
     "x-shopify-topic",
@@ -48,11 +49,7 @@ pub fn sign(secret: &str, body: &[u8]) -> String {
     hmac_body::sign(secret, body)
 }
 
-pub fn translate(
-    headers: &Headers,
-    body: &Value,
-    ctx: &Context<'_>,
-) -> Vec<Result<Event, Reasons>> {
+pub fn translate(headers: &Headers, body: &str, ctx: &Context<'_>) -> Vec<Result<Event, Reasons>> {
     let Some(event_id) = headers
         .get("x-shopify-event-id")
         .or_else(|| headers.get("x-shopify-webhook-id"))
@@ -69,28 +66,25 @@ pub fn translate(
         .get("x-shopify-triggered-at")
         .cloned()
         .unwrap_or_else(|| ctx.now.to_rfc3339());
+    if topic == "orders/create" {
+        // The busiest topic and the biggest body: read only the fields
+        // Tally uses, skipping the rest of the order as it is parsed.
+        return vec![
+            serde_json::from_str::<NewOrder>(body)
+                .map_err(unreadable)
+                .and_then(|order| order_placed(order, event_id, fired, ctx)),
+        ];
+    }
+    let body: Value = match serde_json::from_str(body) {
+        Ok(v) => v,
+        Err(e) => return vec![Err(unreadable(e))],
+    };
     let at = |v: Option<&Value>| {
         v.and_then(Value::as_str)
             .map_or(fired.clone(), str::to_owned)
     };
     let order_id = id_text(body.get("id"));
     match topic {
-        "orders/create" => {
-            let lines: Vec<Value> = items(body, "line_items")
-                .iter()
-                .map(|l| {
-                    json!({"sku": line_sku(l, ctx), "qty": l.get("quantity"), "unit_price": l.get("price")})
-                })
-                .collect();
-            vec![canonical(
-                json!({"id": event_id, "type": "order.placed", "occurred_at": at(body.get("created_at")),
-                       "data": {"order_id": order_id, "channel": ctx.source.channel, "currency": body.get("currency"),
-                                "lines": lines, "total": body.get("total_price"),
-                                "ship_to": body.get("shipping_address")}}),
-                Reasons::new(),
-                ctx.now,
-            )]
-        }
         "orders/cancelled" => vec![canonical(
             json!({"id": event_id, "type": "order.cancelled", "occurred_at": at(body.get("cancelled_at")),
                    "data": {"order_id": order_id, "reason": body.get("cancel_reason")}}),
@@ -98,7 +92,7 @@ pub fn translate(
             ctx.now,
         )],
         "orders/fulfilled" => {
-            let fulfillments = items(body, "fulfillments");
+            let fulfillments = items(&body, "fulfillments");
             if fulfillments.is_empty() {
                 return vec![Err(reason("fulfillments", "orders/fulfilled names no fulfillment"))];
             }
@@ -109,7 +103,7 @@ pub fn translate(
                     let (location, extra) = location(f.get("location_id"), ctx);
                     let lines: Vec<Value> = items(f, "line_items")
                         .iter()
-                        .map(|l| json!({"sku": line_sku(l, ctx), "qty": l.get("quantity")}))
+                        .map(|l| json!({"sku": line_sku(l.get("sku"), l.get("variant_id"), ctx), "qty": l.get("quantity")}))
                         .collect();
                     canonical(
                         json!({"id": format!("{event_id}:{i}"), "type": "order.fulfilled",
@@ -121,7 +115,7 @@ pub fn translate(
                 })
                 .collect()
         }
-        "refunds/create" => items(body, "refund_line_items")
+        "refunds/create" => items(&body, "refund_line_items")
             .iter()
             .enumerate()
             // Only returns put units back on the shelf; a "cancel" restock
@@ -133,7 +127,8 @@ pub fn translate(
                 canonical(
                     json!({"id": format!("{event_id}:{i}"), "type": "stock.adjusted",
                            "occurred_at": at(body.get("created_at")),
-                           "data": {"sku": line_sku(item, ctx), "location": location, "delta": l.get("quantity"),
+                           "data": {"sku": line_sku(item.get("sku"), item.get("variant_id"), ctx),
+                                    "location": location, "delta": l.get("quantity"),
                                     "reason": format!("shopify refund {} of order {}",
                                                       id_text(body.get("id")).unwrap_or_default(),
                                                       id_text(body.get("order_id")).unwrap_or_default())}}),
@@ -163,6 +158,91 @@ pub fn translate(
     }
 }
 
+/// What Tally reads of an `orders/create` payload. Values stay loose
+/// (`Value`) so that a wrong one is reported by the canonical validation,
+/// with every other reason, rather than failing the parse.
+#[derive(Deserialize)]
+struct NewOrder {
+    #[serde(default)]
+    id: Value,
+    #[serde(default)]
+    created_at: Value,
+    #[serde(default)]
+    currency: Value,
+    #[serde(default)]
+    total_price: Value,
+    #[serde(default)]
+    shipping_address: Value,
+    #[serde(default)]
+    line_items: Option<Vec<NewOrderLine>>,
+}
+
+#[derive(Deserialize)]
+struct NewOrderLine {
+    #[serde(default)]
+    sku: Value,
+    #[serde(default)]
+    variant_id: Value,
+    #[serde(default)]
+    quantity: Value,
+    #[serde(default)]
+    price: Value,
+}
+
+fn order_placed(
+    order: NewOrder,
+    event_id: &str,
+    fired: String,
+    ctx: &Context<'_>,
+) -> Result<Event, Reasons> {
+    let lines = order
+        .line_items
+        .unwrap_or_default()
+        .into_iter()
+        .map(|l| {
+            object([
+                ("sku", line_sku(Some(&l.sku), Some(&l.variant_id), ctx)),
+                ("qty", l.quantity),
+                ("unit_price", l.price),
+            ])
+        })
+        .collect();
+    let occurred_at = match order.created_at {
+        Value::String(s) => s,
+        _ => fired,
+    };
+    let data = object([
+        (
+            "order_id",
+            id_text(Some(&order.id)).map_or(Value::Null, Value::String),
+        ),
+        (
+            "channel",
+            Value::String(ctx.source.channel.as_str().to_owned()),
+        ),
+        ("currency", order.currency),
+        ("lines", Value::Array(lines)),
+        ("total", order.total_price),
+        ("ship_to", order.shipping_address),
+    ]);
+    canonical(
+        object([
+            ("id", Value::String(event_id.to_owned())),
+            ("type", Value::String("order.placed".to_owned())),
+            ("occurred_at", Value::String(occurred_at)),
+            ("data", data),
+        ]),
+        Reasons::new(),
+        ctx.now,
+    )
+}
+
+/// A JSON object from its fields, moved in rather than copied as `json!`
+/// would.
+fn object<const N: usize>(fields: [(&str, Value); N]) -> Value {
+    Value::Object(fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+}
+
 fn items<'a>(v: &'a Value, key: &str) -> &'a [Value] {
     v.get(key)
         .and_then(Value::as_array)
@@ -171,15 +251,11 @@ fn items<'a>(v: &'a Value, key: &str) -> &'a [Value] {
 
 /// A line's SKU, else the SKU its variant is an alias of, else the alias
 /// itself, so the quarantine reason names what to configure.
-fn line_sku(line: &Value, ctx: &Context<'_>) -> Value {
-    if let Some(sku) = line
-        .get("sku")
-        .and_then(Value::as_str)
-        .filter(|s| !s.trim().is_empty())
-    {
+fn line_sku(sku: Option<&Value>, variant_id: Option<&Value>, ctx: &Context<'_>) -> Value {
+    if let Some(sku) = sku.and_then(Value::as_str).filter(|s| !s.trim().is_empty()) {
         return json!(sku);
     }
-    match id_text(line.get("variant_id")) {
+    match id_text(variant_id) {
         Some(v) => json!(
             ctx.mappings
                 .sku(Platform::Shopify, &v)
@@ -214,7 +290,7 @@ mod tests {
             now: chrono::Utc::now(),
         };
         let h = headers(&[("x-shopify-topic", topic), ("x-shopify-webhook-id", "wh-1")]);
-        translate(&h, &serde_json::from_str(body).unwrap(), &ctx)
+        translate(&h, body, &ctx)
     }
 
     #[test]
@@ -296,6 +372,35 @@ mod tests {
             panic!("{l:?}")
         };
         assert_eq!((sku.as_str(), on_hand.get()), ("TSHIRT-M", 37));
+    }
+
+    #[test]
+    fn an_order_of_the_wrong_shape_or_with_wrong_values_says_why() {
+        let m = mappings(&[], &[]);
+        let shape = run(
+            "orders/create",
+            r#"{"id": 1, "line_items": "two shirts"}"#,
+            &m,
+        );
+        let why = shape[0].as_ref().unwrap_err().to_string();
+        assert!(why.starts_with("body: does not have the shape"), "{why}");
+        let values = run(
+            "orders/create",
+            r#"{"id": 1, "currency": "USD", "created_at": "2025-03-14T10:21:07-04:00",
+                "line_items": [{"sku": "TSHIRT-M", "quantity": "two", "price": "25.00"}, {"quantity": 1}]}"#,
+            &m,
+        );
+        let why = values[0].as_ref().unwrap_err().to_string();
+        for reason in [
+            "data.lines[0].qty",
+            "data.lines[1].sku",
+            "data.lines[1].unit_price",
+        ] {
+            assert!(why.contains(reason), "{reason} in {why}");
+        }
+        let not_json = run("orders/create", "{\"id\": ", &m);
+        let why = not_json[0].as_ref().unwrap_err().to_string();
+        assert!(why.starts_with("body: is not valid JSON"), "{why}");
     }
 
     #[test]
