@@ -96,9 +96,31 @@ impl Tally {
         looked_up: &mut LookedUp,
         ledger: &mut Vec<Pending>,
     ) -> Result<Vec<Option<Outcome>>, AppError> {
-        if !looked_up.sources.contains_key(&delivery.source) {
-            let source = self.source(&delivery.source).await?;
+        let need_source = !looked_up.sources.contains_key(&delivery.source);
+        let need_mappings = delivery.platform != Platform::Tally && looked_up.mappings.is_none();
+        // Side by side: on DynamoDB each lookup is a round trip, and the
+        // first delivery of a cold start waits for both.
+        let (source, mappings) = tokio::try_join!(
+            async {
+                if need_source {
+                    self.source(&delivery.source).await.map(Some)
+                } else {
+                    Ok(None)
+                }
+            },
+            async {
+                if need_mappings {
+                    self.mappings().await.map(Some)
+                } else {
+                    Ok(None)
+                }
+            },
+        )?;
+        if let Some(source) = source {
             looked_up.sources.insert(delivery.source.clone(), source);
+        }
+        if mappings.is_some() {
+            looked_up.mappings = mappings;
         }
         let Some(source) = looked_up.sources[&delivery.source].clone() else {
             let mut r = Reasons::new();
@@ -111,9 +133,6 @@ impl Tally {
                     .await?,
             )]);
         };
-        if delivery.platform != Platform::Tally && looked_up.mappings.is_none() {
-            looked_up.mappings = Some(self.mappings().await?);
-        }
         let ctx = Context {
             source: &source,
             mappings: looked_up.mappings.as_ref().unwrap_or(&NO_MAPPINGS),
@@ -179,17 +198,15 @@ impl Tally {
     }
 
     async fn mappings(&self) -> Result<Mappings, AppError> {
-        let products: Vec<Product> = self
-            .store
-            .list(Kind::Product)
-            .await?
+        let (products, locations) = tokio::try_join!(
+            self.store.list(Kind::Product),
+            self.store.list(Kind::Location)
+        )?;
+        let products: Vec<Product> = products
             .into_iter()
             .filter_map(|v| v.value.into_product())
             .collect();
-        let locations: Vec<Location> = self
-            .store
-            .list(Kind::Location)
-            .await?
+        let locations: Vec<Location> = locations
             .into_iter()
             .filter_map(|v| v.value.into_location())
             .collect();
