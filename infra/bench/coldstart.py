@@ -3,7 +3,10 @@
 
 A minimal Lambda runtime API (the part a custom runtime talks to) serves one
 event; the binary is started fresh each round and timed from process start
-to the moment it posts its response. Peak RSS is read from /proc before the
+to the moment it posts its response. The time to its first poll for an
+event is reported too: that is Lambda's "Init Duration", the part of a cold
+start that is the binary's own (the rest is the handler's work, here mostly
+round trips to the emulators). Peak RSS is read from /proc before the
 process is stopped.
 
     infra/bench/coldstart.py FUNCTION FIXTURE [--rounds N] [--env K=V,K=V] [--batch N]
@@ -22,7 +25,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 
 def serve(event: bytes):
-    state = {"served": False, "response_at": None, "body": None, "error": None}
+    state = {"served": False, "polled_at": None, "response_at": None, "body": None, "error": None}
 
     class Runtime(BaseHTTPRequestHandler):
         def log_message(self, *args):
@@ -31,6 +34,7 @@ def serve(event: bytes):
         def do_GET(self):
             if self.path.endswith("/invocation/next") and not state["served"]:
                 state["served"] = True
+                state["polled_at"] = time.perf_counter()
                 self.send_response(200)
                 self.send_header("Lambda-Runtime-Aws-Request-Id", "cold-1")
                 self.send_header("Lambda-Runtime-Deadline-Ms", str(int(time.time() * 1000) + 30000))
@@ -69,24 +73,40 @@ def peak_rss_kb(pid):
         return None
 
 
-def batch_of(event: bytes, n: int) -> bytes:
-    """The fixture's first SQS record, n times over, each event its own."""
+def batch_of(event: bytes, n: int, tag: str = "") -> bytes:
+    """The fixture's first SQS record, n times over, each event its own
+    (`tag` makes them new again in another round). Other events as they
+    are."""
     e = json.loads(event)
+    if not isinstance(e.get("Records"), list) or "body" not in e["Records"][0]:
+        return event
     template = e["Records"][0]
     records = []
     for i in range(n):
         r = json.loads(json.dumps(template))
-        r["messageId"] = f"m-{i}"
-        r.setdefault("attributes", {})["MessageGroupId"] = f"g-{i}"
+        r["messageId"] = f"m-{tag}{i}"
+        r.setdefault("attributes", {})["MessageGroupId"] = f"g-{tag}{i}"
         body = json.loads(r["body"])
         if isinstance(body.get("event"), dict):
-            body["event"]["id"] = f'{body["event"]["id"]}-{i}'
+            body["event"]["id"] = f'{body["event"]["id"]}-{tag}{i}'
         elif "id" in body:
-            body["id"] = f'{body["id"]}-{i}'
+            body["id"] = f'{body["id"]}-{tag}{i}'
         r["body"] = json.dumps(body)
         records.append(r)
     e["Records"] = records
     return json.dumps(e).encode()
+
+
+def cpu_ms(pid):
+    """CPU time the process has used, every thread's, from schedstat (ns)."""
+    total = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/schedstat") as f:
+                total += int(f.read().split()[0])
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+    return total / 1e6
 
 
 def one_round(binary, event, extra_env):
@@ -103,12 +123,14 @@ def one_round(binary, event, extra_env):
     while state["response_at"] is None and proc.poll() is None and time.perf_counter() - start < 300:
         time.sleep(0.0005)
     rss = peak_rss_kb(proc.pid)
+    cpu = cpu_ms(proc.pid) if proc.poll() is None else None
     proc.kill()
     proc.wait()
     server.shutdown()
     if state["response_at"] is None:
         raise SystemExit(f"no response: {proc.stderr.read().decode()[-2000:]}")
-    return (state["response_at"] - start) * 1000, rss, state["body"], state["error"]
+    return ((state["polled_at"] - start) * 1000, (state["response_at"] - start) * 1000,
+            cpu, rss, state["body"], state["error"])
 
 
 def summary(answer):
@@ -128,22 +150,28 @@ def main():
     a = p.parse_args()
     binary = os.path.join(ROOT, "target/lambda", a.function, "bootstrap")
     event = open(os.path.join(ROOT, "tests/events/lambda", a.fixture), "rb").read()
-    if a.batch:
-        event = batch_of(event, a.batch)
     extra = dict(kv.split("=", 1) for kv in a.env.split(",") if kv)
-    times, rss, last = [], [], None
-    for _ in range(a.rounds):
-        ms, kb, body, err = one_round(binary, event, extra)
+    inits, times, cpus, rss, last = [], [], [], [], None
+    for n in range(a.rounds):
+        # Each round new events, so none is answered as a duplicate.
+        fresh = batch_of(event, a.batch or 1, f"r{n}-{time.time_ns()}-")
+        init, ms, cpu, kb, body, err = one_round(binary, fresh, extra)
         if err:
             raise SystemExit(f"the function answered an error: {err.decode()}")
+        inits.append(init)
         times.append(ms)
+        cpus.append(cpu or 0)
         rss.append(kb or 0)
         last = body
     size = os.path.getsize(binary)
+    spread = lambda xs: {"median": round(statistics.median(xs), 1),
+                         "min": round(min(xs), 1), "max": round(max(xs), 1)}
     print(json.dumps({
         "function": a.function, "fixture": a.fixture, "rounds": a.rounds,
-        "cold_start_to_first_response_ms": {"median": round(statistics.median(times), 1),
-                                            "min": round(min(times), 1), "max": round(max(times), 1)},
+        "init_to_first_poll_ms": spread(inits),
+        "cold_start_to_first_response_ms": spread(times),
+        # The binary's own share of it; the rest is waiting on its calls.
+        "cpu_to_first_response_ms": spread(cpus),
         "peak_rss_mb": round(max(rss) / 1024, 1), "binary_bytes": size,
         "batch": a.batch or None,
         "answer": summary(json.loads(last)) if last else None,
