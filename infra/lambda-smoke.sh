@@ -19,37 +19,10 @@ for f in "${FUNCTIONS[@]}"; do
   printf '    %-24s %8d bytes\n' "$f" "$(stat -c %s "target/lambda/$f/bootstrap")"
 done
 
-echo "==> tables, queues and a Shopify source on the emulators"
+echo "==> tables, queues, a Shopify source and its products on the emulators"
 run="smoke$(date +%s)"
 PY="${TALLY_EMULATORS:-.emulators}/venv/bin/python"
-"$PY" - "$run" <<'PY' > "target/lambda/$run.env"
-import json, os, sys, boto3
-run = sys.argv[1]
-ddb = boto3.client("dynamodb", endpoint_url=os.environ["AWS_ENDPOINT_URL_DYNAMODB"], region_name=os.environ.get("AWS_REGION", "us-east-1"))
-sqs = boto3.client("sqs", endpoint_url=os.environ["AWS_ENDPOINT_URL_SQS"], region_name=os.environ.get("AWS_REGION", "us-east-1"))
-stream = {"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"}
-ddb.create_table(TableName=f"{run}-state", BillingMode="PAY_PER_REQUEST",
-    AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}, {"AttributeName": "kind", "AttributeType": "S"}],
-    KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-    GlobalSecondaryIndexes=[{"IndexName": "by-kind", "Projection": {"ProjectionType": "ALL"},
-        "KeySchema": [{"AttributeName": "kind", "KeyType": "HASH"}, {"AttributeName": "pk", "KeyType": "RANGE"}]}],
-    StreamSpecification=stream)
-ddb.create_table(TableName=f"{run}-audit", BillingMode="PAY_PER_REQUEST",
-    AttributeDefinitions=[{"AttributeName": a, "AttributeType": "S"} for a in ("entity", "sk", "id", "day")],
-    KeySchema=[{"AttributeName": "entity", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-    GlobalSecondaryIndexes=[{"IndexName": "by-id", "Projection": {"ProjectionType": "ALL"},
-        "KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}]},
-        {"IndexName": "by-day", "Projection": {"ProjectionType": "ALL"},
-        "KeySchema": [{"AttributeName": "day", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}]}],
-    StreamSpecification=stream)
-source = {"entity": "source", "name": "shop", "platform": "shopify", "secret": "shopify-app-secret-0123456789",
-          "channel": "shopify", "authoritative_stock": False, "api": {}, "updated_at": "2026-12-03T00:00:00Z"}
-ddb.put_item(TableName=f"{run}-state", Item={"pk": {"S": "source:shop"}, "kind": {"S": "source"},
-    "version": {"N": "1"}, "doc": {"S": json.dumps(source)}})
-inbound = sqs.create_queue(QueueName=f"{run}-inbound.fifo", Attributes={"FifoQueue": "true"})["QueueUrl"]
-outbound = sqs.create_queue(QueueName=f"{run}-outbound.fifo", Attributes={"FifoQueue": "true"})["QueueUrl"]
-print(f"STATE_TABLE={run}-state,AUDIT_TABLE={run}-audit,INBOUND_QUEUE_URL={inbound},OUTBOUND_QUEUE_URL={outbound}")
-PY
+"$PY" infra/emulator_tables.py "$run" > "target/lambda/$run.env"
 ENV_VARS="$(cat "target/lambda/$run.env")"
 
 echo "==> cargo lambda watch"
