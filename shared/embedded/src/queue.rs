@@ -85,42 +85,56 @@ impl Queue for Embedded {
         Ok(self
             .write(move |t| {
                 let now = now_ms();
-                // Redrive: a message received max_receives times and still
-                // not deleted is poison; park it in the DLQ.
-                t.prepare_cached(
-                    "UPDATE messages SET queue = ?1, receive_count = 0, receipt = NULL
-                     WHERE queue = ?2 AND visible_at <= ?3 AND receive_count >= ?4",
-                )?
-                .execute(params![queues::dead_letter(&queue), queue, now, max_receives])?;
-                let picked: Vec<(i64, String, Option<String>, u32)> = {
-                    let mut stmt = t.prepare_cached(
-                        "SELECT id, body, grp, receive_count FROM messages INDEXED BY messages_in_order
-                         WHERE queue = ?1 AND visible_at <= ?2
-                           AND (grp IS NULL OR grp NOT IN (
-                                SELECT grp FROM messages
-                                WHERE queue = ?1 AND visible_at > ?2 AND grp IS NOT NULL))
-                         ORDER BY id LIMIT ?3",
-                    )?;
-                    stmt.query_map(params![queue, now, max as i64], |r| {
-                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-                    })?
-                    .collect::<Result<_, _>>()?
-                };
                 let visible_at = now + visibility.as_millis() as i64;
-                let mut out = Vec::with_capacity(picked.len());
-                for (id, body, group, count) in picked {
-                    let receipt = format!("{id}-{}", uuid::Uuid::new_v4().simple());
-                    t.prepare_cached(
-                        "UPDATE messages SET visible_at = ?1, receive_count = receive_count + 1, receipt = ?2
-                         WHERE id = ?3",
-                    )?
-                    .execute(params![visible_at, receipt, id])?;
-                    out.push(Received {
-                        receipt,
-                        body,
-                        group,
-                        receive_count: count + 1,
-                    });
+                let mut out = Vec::with_capacity(max);
+                // Poison is parked only as it comes up (below), so a receive
+                // reads the head of the queue, never the whole backlog; if
+                // all it found was poison, it looks again.
+                loop {
+                    let picked: Vec<(i64, String, Option<String>, u32)> = {
+                        let mut stmt = t.prepare_cached(
+                            "SELECT id, body, grp, receive_count FROM messages INDEXED BY messages_in_order
+                             WHERE queue = ?1 AND visible_at <= ?2
+                               AND (grp IS NULL OR grp NOT IN (
+                                    SELECT grp FROM messages
+                                    WHERE queue = ?1 AND visible_at > ?2 AND grp IS NOT NULL))
+                             ORDER BY id LIMIT ?3",
+                        )?;
+                        stmt.query_map(params![queue, now, max as i64], |r| {
+                            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                        })?
+                        .collect::<Result<_, _>>()?
+                    };
+                    let mut parked = 0;
+                    for (id, body, group, count) in picked {
+                        if count >= max_receives {
+                            // Received max_receives times and still not
+                            // deleted: poison. Redrive it to the DLQ, as
+                            // SQS does when it would be received again.
+                            t.prepare_cached(
+                                "UPDATE messages SET queue = ?1, receive_count = 0, receipt = NULL
+                                 WHERE id = ?2",
+                            )?
+                            .execute(params![queues::dead_letter(&queue), id])?;
+                            parked += 1;
+                            continue;
+                        }
+                        let receipt = format!("{id}-{}", uuid::Uuid::new_v4().simple());
+                        t.prepare_cached(
+                            "UPDATE messages SET visible_at = ?1, receive_count = receive_count + 1, receipt = ?2
+                             WHERE id = ?3",
+                        )?
+                        .execute(params![visible_at, receipt, id])?;
+                        out.push(Received {
+                            receipt,
+                            body,
+                            group,
+                            receive_count: count + 1,
+                        });
+                    }
+                    if parked == 0 || !out.is_empty() {
+                        break;
+                    }
                 }
                 Ok(out)
             })
