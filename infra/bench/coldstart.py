@@ -74,16 +74,21 @@ def peak_rss_kb(pid):
 
 
 def batch_of(event: bytes, n: int, tag: str = "") -> bytes:
-    """The fixture's first SQS record, n times over, each event its own
-    (`tag` makes them new again in another round). Other events as they
-    are."""
+    """The fixture's first record, n times over, each one new (`tag` makes
+    them new again in another round): an SQS record gets its own message
+    id, FIFO group and event id, a stream record its own event id (the
+    monitor marks a batch by them). An HTTP event is left as it is."""
     e = json.loads(event)
-    if not isinstance(e.get("Records"), list) or "body" not in e["Records"][0]:
+    if not isinstance(e.get("Records"), list):
         return event
     template = e["Records"][0]
     records = []
     for i in range(n):
         r = json.loads(json.dumps(template))
+        if "body" not in r:
+            r["eventID"] = f'{r.get("eventID", "e")}-{tag}{i}'
+            records.append(r)
+            continue
         r["messageId"] = f"m-{tag}{i}"
         r.setdefault("attributes", {})["MessageGroupId"] = f"g-{tag}{i}"
         body = json.loads(r["body"])
