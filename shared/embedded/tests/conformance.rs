@@ -4,6 +4,9 @@ use std::sync::OnceLock;
 
 use tally_embedded::Embedded;
 
+/// Receives before a message is dead-lettered, in every test here.
+const MAX_RECEIVES: u32 = 3;
+
 /// One database file for the whole suite, as `tally serve` would have.
 fn backend() -> Embedded {
     static DB: OnceLock<(tempfile::TempDir, Embedded)> = OnceLock::new();
@@ -11,7 +14,7 @@ fn backend() -> Embedded {
         let dir = tempfile::tempdir().unwrap();
         let db = Embedded::open(&dir.path().join("tally.db"))
             .unwrap()
-            .with_max_receives(3);
+            .with_max_receives(MAX_RECEIVES);
         (dir, db)
     })
     .1
@@ -21,7 +24,7 @@ fn backend() -> Embedded {
 tally_conformance::conformance_tests! {
     store: async { Arc::new(backend()) },
     queue: |_name: &'static str| async { Arc::new(backend()) },
-    max_receives: 3,
+    max_receives: MAX_RECEIVES,
     relay: |_queue| async {},
 }
 
@@ -48,7 +51,7 @@ async fn a_receive_that_meets_only_poison_parks_it_and_looks_again() {
         dedup_id: None,
     };
     db.send(queue, vec![message("poison")]).await.unwrap();
-    for _ in 0..3 {
+    for _ in 0..MAX_RECEIVES {
         let got = db.receive(queue, 1, Duration::from_secs(30)).await.unwrap();
         assert_eq!(got[0].body, "poison");
         db.retry_after(queue, &got[0].receipt, Duration::ZERO)
